@@ -1,0 +1,122 @@
+"""The same networks as ``manual.MLP``, built from ``torch.nn`` modules and trained by autograd.
+
+Every activation is PyTorch's own module, and the losses are PyTorch's own
+functions, so agreement with ``manual`` is agreement with an independent
+implementation. Only the initial parameters are drawn by ``manual.init`` (a
+seeded NumPy generator), so the same seed gives both sides identical numbers.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from manual.init import init_params
+from manual.losses import DEFAULT_OUTPUT_ACTIVATION, LOSSES
+from manual.network import check_layer_sizes, check_state_dict
+
+# name → factory of PyTorch's module for that activation (constants as in manual.activations)
+ACTIVATION_MODULES = {
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.01),
+    "elu": lambda: nn.ELU(alpha=1.0),
+    "swish": nn.SiLU,
+    "gelu": lambda: nn.GELU(approximate="tanh"),
+    "softplus": nn.Softplus,
+    "identity": nn.Identity,
+}
+
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def activation_module(name: str) -> nn.Module:
+    if name not in ACTIVATION_MODULES:
+        raise ValueError(f"unknown activation {name!r}; valid activations: {', '.join(ACTIVATION_MODULES)}")
+    return ACTIVATION_MODULES[name]()
+
+
+def torch_dtype(dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in TORCH_DTYPES:
+        raise ValueError(f"unsupported dtype {dtype!r}; valid dtypes: {', '.join(TORCH_DTYPES)}")
+    return TORCH_DTYPES[name]
+
+
+class MLP(nn.Module):
+    """``nn.Linear`` layers in ``self.layers`` with activations applied in ``forward``.
+
+    Keeping the activations out of ``self.layers`` gives the state dict exactly
+    ``manual``'s keys: ``layers.0.weight``, ``layers.0.bias``, ….
+    """
+
+    def __init__(self, layer_sizes, activation="sigmoid", loss="mse", init="normal", seed=0,
+                 dtype=torch.float64, output_activation=None, device=None):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
+        self.layer_sizes = check_layer_sizes(layer_sizes)
+        self.spec = dict(layer_sizes=self.layer_sizes, activation=activation, loss=loss, init=init,
+                         output_activation=output_activation or DEFAULT_OUTPUT_ACTIVATION[loss])
+        self.loss_name = loss
+        self.act = activation_module(activation)
+        self.out_act = activation_module(self.spec["output_activation"])
+        dtype = torch_dtype(dtype)
+        self.layers = nn.ModuleList(
+            nn.Linear(n_in, n_out, dtype=dtype, device=device)
+            for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
+        )
+        with torch.no_grad():
+            for k, v in init_params(self.layer_sizes, init, seed).items():
+                self.get_parameter(k).copy_(torch.from_numpy(v))
+
+    def pre_activations(self, X: torch.Tensor) -> list[torch.Tensor]:
+        """z_l of every layer, for the diagnostics (dead and saturated units)."""
+        zs, a = [], X
+        for i, layer in enumerate(self.layers):
+            zs.append(layer(a))
+            a = (self.act if i < len(self.layers) - 1 else self.out_act)(zs[-1])
+        return zs
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """Output activations: sigmoid outputs for mse, logits for cross-entropy."""
+        for layer in self.layers[:-1]:
+            X = self.act(layer(X))
+        return self.out_act(self.layers[-1](X))
+
+    def loss(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch-mean loss, as ``manual``: ½Σ_k (a_k − onehot_k)² per sample, or cross-entropy."""
+        out = self.forward(X)
+        if self.loss_name == "cross_entropy":
+            return F.cross_entropy(out, y)
+        target = F.one_hot(y, out.shape[1]).to(out.dtype)
+        return 0.5 * F.mse_loss(out, target, reduction="sum") / out.shape[0]
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict`` with an error that names the offending key and both shapes."""
+        check_state_dict(state_dict, {k: tuple(v.shape) for k, v in self.state_dict().items()})
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+def check_same_spec(manual_net, torch_net: MLP) -> None:
+    """Refuse to compare or exchange parameters between networks built from different specs."""
+    mine = dict(layer_sizes=manual_net.layer_sizes, activation=manual_net.activation.name,
+                loss=manual_net.loss_name, output_activation=manual_net.output_activation.name)
+    theirs = {k: torch_net.spec[k] for k in mine}
+    if mine != theirs:
+        diff = {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+        raise ValueError(f"manual and torch networks differ in spec (manual, torch): {diff}")
+
+
+def to_torch_state(state: dict, device=None) -> dict:
+    """A ``manual`` state dict (NumPy arrays) as tensors, same keys."""
+    return {k: torch.as_tensor(np.asarray(v), device=device) for k, v in state.items()}
+
+
+def to_numpy_state(state: dict) -> dict:
+    """A torch state dict as NumPy arrays, same keys."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in state.items()}
