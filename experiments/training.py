@@ -1,0 +1,341 @@
+"""One training run of either implementation on MNIST, with the diagnostics every study records.
+
+``train(config, data)`` trains the network that ``config`` describes with
+``config.backend`` (``"manual"``: NumPy, hand-written gradients; ``"torch"``:
+``torch_ref`` + ``torch.optim`` on CPU or CUDA) and returns a ``RunResult``:
+
+- ``run``: one row — the full config, final metrics, status (``ok`` / ``diverged``), wall time;
+- ``epochs``: one row per epoch — train loss, validation loss and accuracy, learning rate, time;
+- ``layers``: one row per epoch (0 = at initialisation) and layer — ‖∂E/∂W‖, dead and
+  saturated fractions, activation mean and standard deviation, all measured on a
+  fixed evaluation batch (the first ``PROBE_SIZE`` validation images).
+
+The same seed gives both backends the same initial parameters (``manual.init``)
+and the same mini-batch order (``batch_order``), so with float64 their learning
+curves coincide.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import manual
+from manual.activations import ACTIVATIONS
+from manual.optim import lr_scheduler as manual_schedules
+
+from .data import MNIST
+
+PROBE_SIZE = 1000  # validation images used for the per-layer diagnostics
+SATURATION = 0.01  # a unit is saturated when f'(z) < 1% of sup f' for every probe example
+SCHEDULES = ("none", "StepLR", "CosineAnnealingLR")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's numbers; ``key()`` identifies it in the results."""
+
+    layer_sizes: tuple = (784, 128, 128, 10)
+    activation: str = "relu"
+    loss: str = "cross_entropy"
+    init: str = "he"
+    optimizer: str = "Adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float | None = None  # None: the optimizer's default
+    schedule: str = "none"
+    step_size: int = 1  # StepLR's period in epochs
+    gamma: float = 0.5  # StepLR's factor
+    batch_size: int = 128
+    epochs: int = 5
+    seed: int = 0
+    backend: str = "torch"
+    dtype: str = "float32"
+    train_subset: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "layer_sizes", tuple(int(n) for n in self.layer_sizes))
+        manual.network.check_layer_sizes(self.layer_sizes)
+        if self.layer_sizes[0] != 784 or self.layer_sizes[-1] != 10:
+            raise ValueError(f"MNIST needs 784 inputs and 10 outputs, got layer sizes {self.layer_sizes}")
+        manual.activations.get_activation(self.activation)
+        manual.losses.get_loss(self.loss)
+        manual.optim.get_optimizer(self.optimizer)
+        if self.init not in manual.INITS:
+            raise ValueError(f"unknown init {self.init!r}; valid inits: {', '.join(manual.INITS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
+        if self.backend not in ("manual", "torch"):
+            raise ValueError(f"unknown backend {self.backend!r}; valid backends: manual, torch")
+        manual.network.as_dtype(self.dtype)
+        if self.momentum and self.optimizer not in ("SGD", "RMSprop"):
+            raise ValueError(f"{self.optimizer} takes no momentum (only SGD and RMSprop do)")
+        if self.nesterov and self.optimizer != "SGD":
+            raise ValueError("nesterov applies to SGD only")
+        for name in ("lr", "batch_size", "epochs"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def key(self) -> str:
+        """A short stable hash of the config: the run's identity for resuming sweeps."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    def optimizer_kwargs(self) -> dict:
+        """Keyword arguments for ``manual.optim.<optimizer>`` and ``torch.optim.<optimizer>`` alike."""
+        kwargs = {"lr": self.lr}
+        if self.optimizer in ("SGD", "RMSprop"):
+            kwargs["momentum"] = self.momentum
+        if self.optimizer == "SGD":
+            kwargs["nesterov"] = self.nesterov
+        if self.weight_decay is not None:
+            kwargs["weight_decay"] = self.weight_decay
+        return kwargs
+
+    def schedule_kwargs(self) -> dict:
+        if self.schedule == "StepLR":
+            return {"step_size": self.step_size, "gamma": self.gamma}
+        return {"T_max": self.epochs}  # cosine: anneal to 0 over the run
+
+
+@dataclass
+class RunResult:
+    run: dict
+    epochs: list = field(default_factory=list)
+    layers: list = field(default_factory=list)
+
+
+def batch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The seeded permutation of the training set for one epoch (identical for every backend)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def layer_stats(derivative: np.ndarray, activation: np.ndarray, grad_norm: float, max_slope: float) -> dict:
+    """Per-layer diagnostics from f'(z) and f(z) over the probe batch, shapes (B, units)."""
+    return {
+        "grad_norm": grad_norm,
+        "dead_frac": float(np.mean(np.all(derivative == 0, axis=0))),
+        "saturated_frac": float(np.mean(np.all(np.abs(derivative) < SATURATION * max_slope, axis=0))),
+        "act_mean": float(activation.mean()),
+        "act_std": float(activation.std()),
+    }
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; valid devices: auto, cpu, cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
+    return device
+
+
+# --------------------------------------------------------------------------- backends
+class ManualBackend:
+    """The NumPy network and hand-written optimizer (always on the CPU)."""
+
+    device = "cpu"
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.net = manual.MLP(config.layer_sizes, config.activation, config.loss, config.init, config.seed,
+                              config.dtype)
+        self.opt = manual.optim.get_optimizer(config.optimizer)(self.net.params, **config.optimizer_kwargs())
+        self.scheduler = None
+        if config.schedule != "none":
+            self.scheduler = manual_schedules.get_scheduler(config.schedule)(self.opt, **config.schedule_kwargs())
+
+    def prepare(self, split):
+        return split.features(self.net.dtype), split.labels
+
+    def train_epoch(self, X, y, order: np.ndarray, batch_size: int) -> float:
+        """One pass over ``order`` in mini-batches; the mean training loss (NaN/inf once it diverges)."""
+        total = 0.0
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is recorded, not warned about
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                loss, grads = self.net.loss_and_grads(X[idx], y[idx])
+                if not math.isfinite(loss):
+                    return loss
+                self.opt.step(grads)
+                total += loss * len(idx)
+        return total / len(order)
+
+    def evaluate(self, X, y) -> tuple[float, float]:
+        with np.errstate(over="ignore", invalid="ignore"):
+            trace = self.net.trace(X)
+            loss = self.net.loss_fn(trace.pre_activations[-1], y, self.net.output_activation).loss
+        return loss, float(np.mean(trace.output.argmax(axis=1) == y))
+
+    def probe(self, X, y) -> list[dict]:
+        with np.errstate(over="ignore", invalid="ignore"):
+            trace = self.net.trace(X)
+            _, grads = self.net.loss_and_grads(X, y)
+        rows = []
+        for l, z in enumerate(trace.pre_activations):
+            act = self.net.activation if l < self.net.n_layers - 1 else self.net.output_activation
+            rows.append(layer_stats(act.df(z), act.f(z), float(np.linalg.norm(grads[f"layers.{l}.weight"])),
+                                    act.max_slope))
+        return rows
+
+    def end_epoch(self) -> float:
+        if self.scheduler:
+            self.scheduler.step()
+        return self.opt.lr
+
+    def sync(self):
+        pass
+
+
+class TorchBackend:
+    """``torch_ref.MLP`` trained with ``torch.optim`` on the CPU or a CUDA GPU, data held on the device."""
+
+    def __init__(self, config: RunConfig, device: str = "auto"):
+        import torch
+        import torch_ref
+
+        self.torch, self.config = torch, config
+        self.device = resolve_device(device)
+        self.model = torch_ref.MLP(config.layer_sizes, config.activation, config.loss, config.init, config.seed,
+                                   dtype=config.dtype, device=self.device)
+        self.opt = torch_ref.make_optimizer(config.optimizer, self.model.parameters(), **config.optimizer_kwargs())
+        self.scheduler = None
+        if config.schedule != "none":
+            self.scheduler = torch_ref.make_scheduler(config.schedule, self.opt, **config.schedule_kwargs())
+
+    def prepare(self, split):
+        dtype = self.model.layers[0].weight.dtype
+        X = self.torch.from_numpy(split.images).to(self.device, dtype) / 255
+        return X, self.torch.from_numpy(split.labels).to(self.device)
+
+    def train_epoch(self, X, y, order: np.ndarray, batch_size: int) -> float:
+        order = self.torch.from_numpy(order).to(self.device)
+        total = self.torch.zeros((), dtype=X.dtype, device=self.device)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.model.loss(X[idx], y[idx])
+            loss.backward()
+            self.opt.step()
+            total += loss.detach() * len(idx)  # summed on the device: no sync per step
+        return float(total) / len(order)
+
+    def evaluate(self, X, y) -> tuple[float, float]:
+        return evaluate_torch(self.model, X, y)
+
+    def probe(self, X, y) -> list[dict]:
+        return probe_torch(self.model, X, y)
+
+    def end_epoch(self) -> float:
+        if self.scheduler:
+            self.scheduler.step()
+        return self.opt.param_groups[0]["lr"]
+
+    def sync(self):
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+
+def evaluate_torch(model, X, y) -> tuple[float, float]:
+    """Batch-mean loss and accuracy of a ``torch_ref.MLP`` on a whole split."""
+    import torch
+
+    with torch.no_grad():
+        loss = model.loss(X, y)
+        accuracy = (model(X).argmax(dim=1) == y).to(X.dtype).mean()
+    return float(loss), float(accuracy)
+
+
+def probe_torch(model, X, y) -> list[dict]:
+    """Per-layer diagnostics of a ``torch_ref.MLP``; f'(z) comes from autograd on PyTorch's own modules."""
+    import torch
+
+    weights = [layer.weight for layer in model.layers]
+    grads = torch.autograd.grad(model.loss(X, y), weights)
+    with torch.no_grad():
+        zs = model.pre_activations(X)
+    rows = []
+    for l, z in enumerate(zs):
+        is_output = l == len(zs) - 1
+        act = model.out_act if is_output else model.act
+        name = model.spec["output_activation"] if is_output else model.spec["activation"]
+        z = z.detach().requires_grad_(True)
+        a = act(z)
+        (derivative,) = torch.autograd.grad(a.sum(), z)
+        rows.append(layer_stats(derivative.cpu().numpy(), a.detach().cpu().numpy(), float(grads[l].norm()),
+                                ACTIVATIONS[name].max_slope))
+    return rows
+
+
+def make_backend(config: RunConfig, device: str = "auto"):
+    return ManualBackend(config) if config.backend == "manual" else TorchBackend(config, device)
+
+
+# --------------------------------------------------------------------------- the loop
+def train(config: RunConfig, data: MNIST, device: str = "auto", progress: bool = False) -> RunResult:
+    """Train one run and record it; a run whose loss becomes NaN/inf stops with status ``diverged``."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    backend = make_backend(config, device)
+    key = config.key()
+    train_X, train_y = backend.prepare(data.train)
+    val_X, val_y = backend.prepare(data.val)
+    probe_X, probe_y = val_X[:PROBE_SIZE], val_y[:PROBE_SIZE]
+    result = RunResult(run={})
+
+    def record_layers(epoch: int):
+        for l, stats in enumerate(backend.probe(probe_X, probe_y)):
+            result.layers.append({"key": key, "epoch": epoch, "layer": l, **stats})
+
+    record_layers(0)
+    status, lr = "ok", config.lr
+    epochs = tqdm(range(1, config.epochs + 1), desc=f"{config.backend} {config.activation} {config.optimizer}",
+                  unit="epoch", leave=False, disable=not progress)
+    for epoch in epochs:
+        backend.sync()
+        t0 = time.perf_counter()
+        train_loss = backend.train_epoch(train_X, train_y, batch_order(config.seed, epoch, len(train_y)),
+                                         config.batch_size)
+        backend.sync()
+        epoch_time = time.perf_counter() - t0
+        if not math.isfinite(train_loss):
+            status = "diverged"
+            result.epochs.append({"key": key, "epoch": epoch, "train_loss": train_loss, "val_loss": math.nan,
+                                  "val_acc": math.nan, "lr": lr, "epoch_time_s": epoch_time})
+            break
+        val_loss, val_acc = backend.evaluate(val_X, val_y)
+        result.epochs.append({"key": key, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                              "val_acc": val_acc, "lr": lr, "epoch_time_s": epoch_time})
+        record_layers(epoch)
+        lr = backend.end_epoch()
+        epochs.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")
+
+    test_loss, test_acc = math.nan, math.nan
+    if status == "ok":
+        test_loss, test_acc = backend.evaluate(*backend.prepare(data.test))
+    last = result.epochs[-1]
+    result.run = {
+        "key": key, **run_columns(config), "status": status, "epochs_done": len(result.epochs),
+        "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"], "final_val_acc": last["val_acc"],
+        "test_loss": test_loss, "test_acc": test_acc, "device": backend.device,
+        "train_time_s": sum(e["epoch_time_s"] for e in result.epochs),
+        "wall_time_s": time.perf_counter() - start,
+    }
+    return result
+
+
+def run_columns(config: RunConfig) -> dict:
+    """The config as flat CSV columns (layer sizes as ``784-128-10``)."""
+    row = dataclasses.asdict(config)
+    row["layer_sizes"] = "-".join(map(str, config.layer_sizes))
+    return row
