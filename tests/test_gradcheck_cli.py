@@ -1,0 +1,105 @@
+"""``python -m experiments gradcheck``, run in-process through ``experiments.cli.main``."""
+import csv
+
+import numpy as np
+import pytest
+
+from experiments.cli import main
+from experiments.gradcheck import CSV_COLUMNS, centred_difference, max_rel_err, rel_err
+from manual.activations import ACTIVATIONS, Activation, tanh
+
+SMALL_GRID = ["--activations", "tanh", "relu", "--losses", "mse", "cross_entropy", "--depths", "1", "2"]
+
+
+def read_rows(directory):
+    with open(directory / "gradcheck.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def test_small_grid_passes_and_writes_one_row_per_parameter(tmp_path, capsys):
+    assert main(["gradcheck", *SMALL_GRID, "--out", str(tmp_path)]) == 0
+    header, rows = read_rows(tmp_path)
+    assert tuple(header) == CSV_COLUMNS
+    # 2 activations × 2 losses × (depth 1: 4 tensors + depth 2: 6 tensors)
+    assert len(rows) == 2 * 2 * (4 + 6)
+    assert {r["passed"] for r in rows} == {"True"}
+    assert {r["dtype"] for r in rows} == {"float64"}
+    depth2 = [r for r in rows if r["activation"] == "relu" and r["loss"] == "mse" and r["depth"] == "2"]
+    assert [(r["parameter"], r["shape"]) for r in depth2] == [
+        ("layers.0.weight", "5x6"), ("layers.0.bias", "5"), ("layers.1.weight", "5x5"), ("layers.1.bias", "5"),
+        ("layers.2.weight", "4x5"), ("layers.2.bias", "4")]
+    for r in rows:
+        assert float(r["max_rel_err_autograd"]) <= 1e-10 and float(r["max_rel_err_fd"]) <= 1e-6
+    assert [p.name for p in tmp_path.iterdir()] == ["gradcheck.csv"]  # no temporary file left behind
+    out = capsys.readouterr().out
+    assert "40/40 rows passed" in out
+    assert all(f"{a:<11} {loss:<14}" in out for a in ("tanh", "relu") for loss in ("mse", "cross_entropy"))
+
+
+def test_float32_passes_with_its_own_tolerances(tmp_path, capsys):
+    args = ["gradcheck", "--activations", "sigmoid", "gelu", "--depths", "1", "3", "--dtype", "float32"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    _, rows = read_rows(tmp_path)
+    assert {r["dtype"] for r in rows} == {"float32"}
+    assert max(float(r["max_rel_err_autograd"]) for r in rows) > 1e-10  # float32 rounding shows
+    assert "tolerances: autograd 0.0001, finite differences 0.0001" in capsys.readouterr().out
+
+
+def test_a_wrong_derivative_fails(tmp_path, monkeypatch, capsys):
+    """tanh'(z) written as 1 − tanh(z) instead of 1 − tanh²(z): both references must catch it."""
+    monkeypatch.setitem(ACTIVATIONS, "tanh", Activation("tanh", tanh, lambda z: 1 - np.tanh(z), 1.0))
+    assert main(["gradcheck", *SMALL_GRID, "--out", str(tmp_path)]) == 1
+    _, rows = read_rows(tmp_path)
+    broken = [r for r in rows if r["activation"] == "tanh"]
+    # the hidden activation reaches every parameter but the output layer's
+    assert all(r["passed"] == "False" for r in broken if not r["parameter"].startswith(f"layers.{r['depth']}."))
+    assert all(float(r["max_rel_err_autograd"]) > 1e-3 and float(r["max_rel_err_fd"]) > 1e-3
+               for r in broken if r["passed"] == "False")
+    assert all(r["passed"] == "True" for r in rows if r["activation"] == "relu")
+    out = capsys.readouterr().out
+    assert "FAILED tanh" in out and "FAILED relu" not in out
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gradcheck", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--activations", "--losses", "--depths", "--width", "--batch", "--dtype", "--init", "--tol",
+                   "--fd-tol", "--out", "--seed"):
+        assert option in text
+    assert "gradcheck.csv" in text and "exits 1" in text
+
+
+@pytest.mark.parametrize("argv", [["--depths", "0"], ["--activations", "sigmod"], ["--width", "-3"],
+                                  ["--tol", "0"]])
+def test_bad_options_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gradcheck", *argv])
+    assert exit_info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_no_kink_free_batch_is_an_error_not_a_false_failure(tmp_path, capsys):
+    """One relu unit per layer and 40 rows: some row always kills a layer, putting the next z exactly on the kink."""
+    argv = ["gradcheck", "--activations", "relu", "--losses", "mse", "--depths", "3", "--width", "1",
+            "--batch", "40", "--init", "he", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "away from a kink of relu" in capsys.readouterr().err
+    assert not (tmp_path / "gradcheck.csv").exists()
+
+
+def test_relative_errors():
+    assert max_rel_err([0.0, 0.0], [0.0, 0.0]) == 0.0
+    assert max_rel_err([1.0, 100.0], [1.5, 100.0]) == pytest.approx(0.5 / 100)  # relative to the tensor's max
+    assert max_rel_err([1e-9], [2e-9], floor=1e-3) == pytest.approx(1e-6)
+    np.testing.assert_allclose(rel_err([1.0, -2.0, 0.0], [1.0, -1.0, 1e-9], floor=1e-6), [0.0, 0.5, 1e-3])
+    for broken in (np.nan, np.inf):  # a NaN or infinite gradient never passes a tolerance
+        assert not max_rel_err([1.0, broken], [1.0, 2.0]) <= 1.0
+
+
+def test_centred_difference_is_fourth_order():
+    """Exact for quartics (its error is h⁴·f⁽⁵⁾/30); for e^x it is accurate to rounding."""
+    assert centred_difference(lambda x: x**4 - 3 * x**3, 2.0, h=0.1) == pytest.approx(4 * 8 - 9 * 4, rel=1e-12)
+    assert centred_difference(np.exp, 1.0) == pytest.approx(np.e, rel=1e-11)
