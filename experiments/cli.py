@@ -1,7 +1,9 @@
 """``python -m experiments <command>``: the suite's command-line programs.
 
-Each command lives in its own module, which provides ``add_parser(subparsers)``
+Each command lives in a module, which provides ``add_parser(subparsers)``
 (registering its options and its ``--help``) and ``run(args) -> int`` (the exit code).
+A module may register several related commands (``studies``: activations,
+optimizers, backends); it is then listed once per command and loaded once.
 """
 from __future__ import annotations
 
@@ -12,6 +14,12 @@ import sys
 # command name → module under ``experiments``
 COMMANDS = {
     "gradcheck": "gradcheck",
+    "train": "train_command",
+    "activations": "studies",
+    "optimizers": "studies",
+    "backends": "studies",
+    "report": "report",
+    "all": "run_all",
 }
 
 
@@ -22,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and run MNIST ablations of activations and optimizers.",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for name, module in COMMANDS.items():
+    for module in dict.fromkeys(COMMANDS.values()):
         importlib.import_module(f"experiments.{module}").add_parser(sub)
     return parser
 

@@ -1,0 +1,55 @@
+"""``python -m experiments all``: gradcheck, activations, optimizers, backends, report — in sequence.
+
+Each step is the command of the same name, run with its own defaults (or its
+``--quick`` grid) and its folder under ``--results``. A failing step does not
+stop the others; the exit code is the first non-zero one.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+STUDIES = ("activations", "optimizers", "backends")
+
+
+def steps(args) -> list:
+    """The argument lists of the commands ``all`` runs."""
+    out = [["gradcheck", "--out", os.path.join(args.results, "gradcheck")]]
+    shared = ["--device", args.device, "--threads", str(args.threads), "--data-dir", args.data_dir]
+    shared += ["--quick"] * args.quick + ["--force"] * args.force + ["--no-progress"] * args.no_progress
+    out += [[study, "--out", os.path.join(args.results, study)] + shared for study in STUDIES]
+    return out + [["report", "--results", args.results]]
+
+
+def run(args) -> int:
+    from .cli import build_parser
+
+    parser = build_parser()
+    code, start = 0, time.perf_counter()
+    for argv in steps(args):
+        print(f"\n=== python -m experiments {' '.join(argv)}", flush=True)
+        t0 = time.perf_counter()
+        step_args = parser.parse_args(argv)
+        result = int(step_args.run(step_args) or 0)
+        print(f"=== {argv[0]}: exit {result}, {time.perf_counter() - t0:.0f} s", flush=True)
+        code = code or result
+    print(f"\nall done in {time.perf_counter() - start:.0f} s; overview: {os.path.join(args.results, 'REPORT.md')}")
+    return code
+
+
+def add_parser(subparsers) -> None:
+    from .studies import add_device_options
+
+    p = subparsers.add_parser(
+        "all", help="everything in sequence: gradcheck, activations, optimizers, backends, report",
+        description="Runs gradcheck, the activation and optimizer studies, the backends side by side and the "
+                    "report, each into its folder under --results. With --quick every study uses its small grid "
+                    "(a subset of MNIST, fewer epochs, seeds and activations): a few minutes on a 2-core CPU. "
+                    "Finished runs are kept and skipped when run again.")
+    p.add_argument("--quick", action="store_true", help="the studies' small grids (the README's main job)")
+    add_device_options(p)
+    p.add_argument("--results", default="results", metavar="DIR",
+                   help="parent folder of the study folders (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="retrain runs that are already recorded")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
