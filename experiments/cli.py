@@ -20,6 +20,7 @@ COMMANDS = {
     "backends": "studies",
     "report": "report",
     "all": "run_all",
+    "bench": "bench",
 }
 
 

@@ -34,6 +34,7 @@ from .data import MNIST
 PROBE_SIZE = 1000  # validation images used for the per-layer diagnostics
 SATURATION = 0.01  # a unit is saturated when f'(z) < 1% of sup f' for every probe example
 SCHEDULES = ("none", "StepLR", "CosineAnnealingLR")
+FUSED_ON_CPU = ("Adam", "AdamW")  # stepped by their fused kernel on the CPU (see make_torch_optimizer)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,7 @@ class ManualBackend:
             self.scheduler = manual_schedules.get_scheduler(config.schedule)(self.opt, **config.schedule_kwargs())
 
     def prepare(self, split):
-        return split.features(self.net.dtype), split.labels
+        return self.net.check_batch(split.features(self.net.dtype), split.labels)  # checked once, not per step
 
     def train_epoch(self, X, y, order: np.ndarray, batch_size: int) -> float:
         """One pass over ``order`` in mini-batches; the mean training loss (NaN/inf once it diverges)."""
@@ -163,7 +164,7 @@ class ManualBackend:
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is recorded, not warned about
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                loss, grads = self.net.loss_and_grads(X[idx], y[idx])
+                loss, grads = self.net.loss_and_grads(X[idx], y[idx], validate=False)
                 if not math.isfinite(loss):
                     return loss
                 self.opt.step(grads)
@@ -207,15 +208,13 @@ class TorchBackend:
         self.device = resolve_device(device)
         self.model = torch_ref.MLP(config.layer_sizes, config.activation, config.loss, config.init, config.seed,
                                    dtype=config.dtype, device=self.device)
-        self.opt = torch_ref.make_optimizer(config.optimizer, self.model.parameters(), **config.optimizer_kwargs())
+        self.opt = make_torch_optimizer(config, self.model.parameters(), self.device)
         self.scheduler = None
         if config.schedule != "none":
             self.scheduler = torch_ref.make_scheduler(config.schedule, self.opt, **config.schedule_kwargs())
 
     def prepare(self, split):
-        dtype = self.model.layers[0].weight.dtype
-        X = self.torch.from_numpy(split.images).to(self.device, dtype) / 255
-        return X, self.torch.from_numpy(split.labels).to(self.device)
+        return split_to_torch(split, self.model.layers[0].weight.dtype, self.device)
 
     def train_epoch(self, X, y, order: np.ndarray, batch_size: int) -> float:
         order = self.torch.from_numpy(order).to(self.device)
@@ -243,6 +242,28 @@ class TorchBackend:
     def sync(self):
         if self.device == "cuda":
             self.torch.cuda.synchronize()
+
+
+def make_torch_optimizer(config: RunConfig, params, device: str, **overrides):
+    """``torch.optim.<config.optimizer>`` over ``params`` (``overrides`` replace config's hyperparameters).
+
+    On the CPU, Adam and AdamW use torch's fused kernel (``fused=True``): the same update rule in one pass
+    per tensor instead of a dozen operations, which makes their step about 3× faster there.
+    """
+    import torch_ref
+
+    kwargs = {**config.optimizer_kwargs(), **overrides}
+    if device == "cpu" and config.optimizer in FUSED_ON_CPU:
+        kwargs["fused"] = True
+    return torch_ref.make_optimizer(config.optimizer, params, **kwargs)
+
+
+def split_to_torch(split, dtype, device) -> tuple:
+    """A split's pixels scaled to [0, 1] in ``dtype`` and its labels, as tensors held on ``device``."""
+    import torch
+
+    X = torch.from_numpy(split.images).to(device, dtype) / 255
+    return X, torch.from_numpy(split.labels).to(device)
 
 
 def evaluate_torch(model, X, y) -> tuple[float, float]:
@@ -281,24 +302,51 @@ def make_backend(config: RunConfig, device: str = "auto"):
 
 
 # --------------------------------------------------------------------------- the loop
+class RunRecorder:
+    """Builds one run's ``RunResult`` rows; ``train`` and ``experiments.stacked`` both record through it."""
+
+    def __init__(self, config: RunConfig):
+        self.config, self.key, self.status = config, config.key(), "ok"
+        self.result = RunResult(run={})
+
+    def layers(self, epoch: int, stats: list[dict]) -> None:
+        """One row per layer of the probe diagnostics after ``epoch`` (0 = at initialisation)."""
+        for l, row in enumerate(stats):
+            self.result.layers.append({"key": self.key, "epoch": epoch, "layer": l, **row})
+
+    def epoch(self, epoch: int, train_loss: float, lr: float, epoch_time: float,
+              val: tuple[float, float] | None = None) -> None:
+        """One epoch's row; an epoch with no validation result (``val`` None) ends the run as diverged."""
+        if val is None:
+            self.status, val = "diverged", (math.nan, math.nan)
+        self.result.epochs.append({"key": self.key, "epoch": epoch, "train_loss": train_loss, "val_loss": val[0],
+                                   "val_acc": val[1], "lr": lr, "epoch_time_s": epoch_time})
+
+    def finish(self, test: tuple[float, float], device: str, start: float) -> RunResult:
+        """The run row (``test`` = test loss and accuracy, NaN for a diverged run); ``start`` from perf_counter."""
+        last = self.result.epochs[-1]
+        self.result.run = {
+            "key": self.key, **run_columns(self.config), "status": self.status,
+            "epochs_done": len(self.result.epochs), "final_train_loss": last["train_loss"],
+            "final_val_loss": last["val_loss"], "final_val_acc": last["val_acc"], "test_loss": test[0],
+            "test_acc": test[1], "device": device, "train_time_s": sum(e["epoch_time_s"] for e in self.result.epochs),
+            "wall_time_s": time.perf_counter() - start,
+        }
+        return self.result
+
+
 def train(config: RunConfig, data: MNIST, device: str = "auto", progress: bool = False) -> RunResult:
     """Train one run and record it; a run whose loss becomes NaN/inf stops with status ``diverged``."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
     backend = make_backend(config, device)
-    key = config.key()
     train_X, train_y = backend.prepare(data.train)
     val_X, val_y = backend.prepare(data.val)
     probe_X, probe_y = val_X[:PROBE_SIZE], val_y[:PROBE_SIZE]
-    result = RunResult(run={})
-
-    def record_layers(epoch: int):
-        for l, stats in enumerate(backend.probe(probe_X, probe_y)):
-            result.layers.append({"key": key, "epoch": epoch, "layer": l, **stats})
-
-    record_layers(0)
-    status, lr = "ok", config.lr
+    record = RunRecorder(config)
+    record.layers(0, backend.probe(probe_X, probe_y))
+    lr = config.lr
     epochs = tqdm(range(1, config.epochs + 1), desc=f"{config.backend} {config.activation} {config.optimizer}",
                   unit="epoch", leave=False, disable=not progress)
     for epoch in epochs:
@@ -309,29 +357,16 @@ def train(config: RunConfig, data: MNIST, device: str = "auto", progress: bool =
         backend.sync()
         epoch_time = time.perf_counter() - t0
         if not math.isfinite(train_loss):
-            status = "diverged"
-            result.epochs.append({"key": key, "epoch": epoch, "train_loss": train_loss, "val_loss": math.nan,
-                                  "val_acc": math.nan, "lr": lr, "epoch_time_s": epoch_time})
+            record.epoch(epoch, train_loss, lr, epoch_time)
             break
         val_loss, val_acc = backend.evaluate(val_X, val_y)
-        result.epochs.append({"key": key, "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                              "val_acc": val_acc, "lr": lr, "epoch_time_s": epoch_time})
-        record_layers(epoch)
+        record.epoch(epoch, train_loss, lr, epoch_time, (val_loss, val_acc))
+        record.layers(epoch, backend.probe(probe_X, probe_y))
         lr = backend.end_epoch()
         epochs.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")
 
-    test_loss, test_acc = math.nan, math.nan
-    if status == "ok":
-        test_loss, test_acc = backend.evaluate(*backend.prepare(data.test))
-    last = result.epochs[-1]
-    result.run = {
-        "key": key, **run_columns(config), "status": status, "epochs_done": len(result.epochs),
-        "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"], "final_val_acc": last["val_acc"],
-        "test_loss": test_loss, "test_acc": test_acc, "device": backend.device,
-        "train_time_s": sum(e["epoch_time_s"] for e in result.epochs),
-        "wall_time_s": time.perf_counter() - start,
-    }
-    return result
+    test = backend.evaluate(*backend.prepare(data.test)) if record.status == "ok" else (math.nan, math.nan)
+    return record.finish(test, backend.device, start)
 
 
 def run_columns(config: RunConfig) -> dict:

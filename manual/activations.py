@@ -26,34 +26,52 @@ _GELU_K = 0.044715
 
 
 class Activation(NamedTuple):
-    """An element-wise activation ``f`` with its derivative ``df`` = f'(z)."""
+    """An element-wise activation ``f`` with its derivative ``df`` = f'(z).
+
+    ``df_from_output``, where given, is the same derivative written in terms of
+    the output a = f(z) (σ' = σ·(1 − σ), tanh' = 1 − tanh²): backpropagation
+    already holds a from the forward pass, so it need not evaluate f again.
+    """
 
     name: str
     f: Callable[[np.ndarray], np.ndarray]
     df: Callable[[np.ndarray], np.ndarray]
     max_slope: float  # sup |f'(z)|, the reference for "saturated" (f' < 1% of it)
+    df_from_output: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def derivative(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """f'(z) given also a = f(z): the same numbers as ``df(z)``, from ``a`` when that is cheaper."""
+        return self.df(z) if self.df_from_output is None else self.df_from_output(a)
 
 
 def sigmoid(z):
     """σ(z) = 1 / (1 + e^(−z)), evaluated without ever exponentiating a large positive number."""
     e = np.exp(-np.abs(z))  # in (0, 1]: never overflows
-    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+    return np.where(z >= 0, 1.0, e) / (1.0 + e)  # 1/(1 + e^(−z)) for z ≥ 0, e^z/(1 + e^z) for z < 0
+
+
+def d_sigmoid_from_output(s):
+    """σ' = σ·(1 − σ), from s = σ(z)."""
+    return s * (1 - s)
 
 
 def d_sigmoid(z):
     """σ'(z) = σ(z)·(1 − σ(z))."""
-    s = sigmoid(z)
-    return s * (1 - s)
+    return d_sigmoid_from_output(sigmoid(z))
 
 
 def tanh(z):
     return np.tanh(z)
 
 
+def d_tanh_from_output(t):
+    """tanh' = 1 − tanh², from t = tanh(z)."""
+    return 1 - t * t
+
+
 def d_tanh(z):
     """tanh'(z) = 1 − tanh²(z)."""
-    t = np.tanh(z)
-    return 1 - t * t
+    return d_tanh_from_output(np.tanh(z))
 
 
 def relu(z):
@@ -137,8 +155,8 @@ def d_identity(z):
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in [
-        Activation("sigmoid", sigmoid, d_sigmoid, 0.25),
-        Activation("tanh", tanh, d_tanh, 1.0),
+        Activation("sigmoid", sigmoid, d_sigmoid, 0.25, d_sigmoid_from_output),
+        Activation("tanh", tanh, d_tanh, 1.0, d_tanh_from_output),
         Activation("relu", relu, d_relu, 1.0),
         Activation("leaky_relu", leaky_relu, d_leaky_relu, 1.0),
         Activation("elu", elu, d_elu, 1.0),

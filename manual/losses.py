@@ -47,22 +47,23 @@ class LossResult(NamedTuple):
     dz: np.ndarray  # ∂E/∂z of the output layer, shape (B, n_classes)
 
 
-def mse(z: np.ndarray, y: np.ndarray, output: Activation) -> LossResult:
-    """½·Σ_k (g(z_k) − onehot(y)_k)² per sample, averaged over the batch."""
+def mse(z: np.ndarray, y: np.ndarray, output: Activation, a: np.ndarray | None = None) -> LossResult:
+    """½·Σ_k (g(z_k) − onehot(y)_k)² per sample, averaged over the batch; ``a`` = g(z) if already known."""
     batch = z.shape[0]
-    diff = output.f(z) - one_hot(y, z.shape[1], z.dtype)
+    a = output.f(z) if a is None else a
+    diff = a - one_hot(y, z.shape[1], z.dtype)
     loss = 0.5 * float(np.sum(diff * diff)) / batch
-    return LossResult(loss, diff * output.df(z) / batch)
+    return LossResult(loss, diff * output.derivative(z, a) / batch)
 
 
-def cross_entropy(z: np.ndarray, y: np.ndarray, output: Activation) -> LossResult:
-    """−log softmax(g(z))_y averaged over the batch (g is the identity by default)."""
+def cross_entropy(z: np.ndarray, y: np.ndarray, output: Activation, a: np.ndarray | None = None) -> LossResult:
+    """−log softmax(g(z))_y averaged over the batch (g is the identity by default); ``a`` = g(z) if already known."""
     batch = z.shape[0]
-    scores = output.f(z)
+    scores = output.f(z) if a is None else a
     logp = log_softmax(scores)
     loss = -float(np.sum(logp[np.arange(batch), y])) / batch
     d_scores = (np.exp(logp) - one_hot(y, z.shape[1], z.dtype)) / batch
-    return LossResult(loss, d_scores * output.df(z))
+    return LossResult(loss, d_scores * output.derivative(z, scores))
 
 
 LOSS_FUNCTIONS = {"mse": mse, "cross_entropy": cross_entropy}

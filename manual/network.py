@@ -92,12 +92,13 @@ class MLP:
         return self.params[f"layers.{l}.bias"]
 
     # ---------------------------------------------------------------- forward
-    def trace(self, X) -> Trace:
-        """Forward pass keeping every layer's input and pre-activation."""
-        a = self._check_inputs(X)
+    def trace(self, X, *, validate: bool = True) -> Trace:
+        """Forward pass keeping every layer's input and pre-activation (``validate``: see ``loss_and_grads``)."""
+        a = self._check_inputs(X) if validate else X
         inputs, zs = [], []
-        for l in range(self.n_layers):
-            f = self.activation if l < self.n_layers - 1 else self.output_activation
+        n_layers = self.n_layers
+        for l in range(n_layers):
+            f = self.activation if l < n_layers - 1 else self.output_activation
             z = a @ self.weight(l).T + self.bias(l)  # z_l = a_{l−1}·W_lᵀ + b_l
             inputs.append(a)
             zs.append(z)
@@ -118,17 +119,25 @@ class MLP:
                             self.output_activation).loss
 
     # --------------------------------------------------------------- backward
-    def loss_and_grads(self, X, y) -> tuple[float, dict]:
-        """Batch-mean loss and ∂E/∂θ for every parameter, keyed like ``state_dict()``."""
-        trace = self.trace(X)
-        y = self._check_labels(y, len(trace.output))
-        loss, delta = self.loss_fn(trace.pre_activations[-1], y, self.output_activation)  # δ_L = ∂E/∂z_L
+    def loss_and_grads(self, X, y, *, validate: bool = True) -> tuple[float, dict]:
+        """Batch-mean loss and ∂E/∂θ for every parameter, keyed like ``state_dict()``.
+
+        ``validate=False`` skips the checks of ``X`` and ``y`` for a batch taken from
+        arrays that ``check_batch`` has already accepted (the training loop's case:
+        the checks would cost as much as a small mini-batch's arithmetic).
+        """
+        trace = self.trace(X, validate=validate)
+        if validate:
+            y = self._check_labels(y, len(trace.output))
+        # δ_L = ∂E/∂z_L; f'(z_{l−1}) below comes from a_{l−1} = f(z_{l−1}) where f allows it
+        loss, delta = self.loss_fn(trace.pre_activations[-1], y, self.output_activation, trace.output)
         grads = {}
         for l in reversed(range(self.n_layers)):
             grads[f"layers.{l}.weight"] = delta.T @ trace.inputs[l]  # ∂E/∂W_l = δ_lᵀ·a_{l−1}
             grads[f"layers.{l}.bias"] = delta.sum(axis=0)  # ∂E/∂b_l = Σ_batch δ_l
             if l > 0:  # δ_{l−1} = (δ_l·W_l) ⊙ f'(z_{l−1})
-                delta = (delta @ self.weight(l)) * self.activation.df(trace.pre_activations[l - 1])
+                delta = (delta @ self.weight(l)) * self.activation.derivative(trace.pre_activations[l - 1],
+                                                                               trace.inputs[l])
         return loss, {k: grads[k] for k in self.params}  # in state_dict order
 
     # ------------------------------------------------------------ parameters
@@ -143,6 +152,11 @@ class MLP:
             self.params[k][...] = np.asarray(state[k], dtype=self.dtype)
 
     # ------------------------------------------------------------ validation
+    def check_batch(self, X, y) -> tuple[np.ndarray, np.ndarray]:
+        """``X`` and ``y`` checked and converted (``X`` to this network's dtype), e.g. a whole split at once."""
+        X = self._check_inputs(X)
+        return X, self._check_labels(y, len(X))
+
     def _check_inputs(self, X) -> np.ndarray:
         X = np.asarray(X)
         if X.ndim != 2:

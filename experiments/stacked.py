@@ -1,0 +1,209 @@
+"""Many runs of one configuration trained at once as one batched model (the studies' GPU path).
+
+Runs that differ only in seed and learning rate (the same ``stack_group_key``)
+have parameters of the same shapes, so N of them stack into tensors with a
+leading model axis — weights (N, out, in), biases (N, 1, out) — and one
+``torch.baddbmm`` per layer computes every model's mini-batch at once. Each
+model keeps its own mini-batches (``training.batch_order`` of its own seed, so
+X[idx] with idx of shape (N, B)), and the models' losses are summed and
+backpropagated once: model i's parameters only ever meet model i's loss, so
+every gradient stays that model's own.
+
+One ``torch.optim`` optimizer steps all N models. Per-model learning rates work
+because every update rule here (SGD with momentum, Nesterov and weight decay,
+Adagrad, RMSprop, Adam, AdamW's decoupled decay) is linear in the learning rate
+η given its state: θ_new = θ − η·u(state, g, θ). So the optimizer steps with
+η = the schedule's factor (its base rate is 1), and each model is then moved
+η_i times as far: θ ← θ + η_i·(θ_stepped − θ). The state (momenta, squared
+averages) never depends on η, so it is each model's own as well.
+
+Everything else is ``training.train``'s: the same initial parameters
+(``torch_ref.MLP`` of each config), the same mini-batch sizes, the per-epoch
+evaluation and per-layer probes by ``training.evaluate_torch`` / ``probe_torch``
+on each model copied out into its own ``torch_ref.MLP``, and the same rows
+(``training.RunRecorder``). A model whose epoch loss is NaN/inf is recorded as
+diverged at that epoch and frozen, while the others go on. Each model's
+``epoch_time_s`` is its share (1/N) of the stacked epoch's time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import torch_ref
+
+from . import training
+from .data import MNIST
+from .training import PROBE_SIZE, RunConfig, RunRecorder, RunResult
+
+UNSTACKED_FIELDS = ("seed", "lr")  # what may differ between the runs of one stack
+
+
+def stack_group_key(config: RunConfig) -> tuple:
+    """Everything in ``config`` except seed and learning rate: runs with equal keys can be stacked."""
+    fields = dataclasses.asdict(config)
+    return tuple(sorted((name, value) for name, value in fields.items() if name not in UNSTACKED_FIELDS))
+
+
+class StackedMLP:
+    """N ``torch_ref.MLP`` of one spec as stacked parameter tensors, with a batched forward pass and losses."""
+
+    def __init__(self, configs: list[RunConfig], device: str):
+        spec = configs[0]
+        # one single model per config: its initial parameters, and the twin that evaluation copies into
+        self.twins = [torch_ref.MLP(c.layer_sizes, c.activation, c.loss, c.init, c.seed, dtype=c.dtype, device=device)
+                      for c in configs]
+        layers = [twin.layers for twin in self.twins]
+        self.weights = [torch.stack([ls[l].weight.detach() for ls in layers]).requires_grad_()
+                        for l in range(len(layers[0]))]
+        self.biases = [torch.stack([ls[l].bias.detach() for ls in layers]).unsqueeze(1).requires_grad_()
+                       for l in range(len(layers[0]))]
+        self.act, self.out_act, self.loss_name = self.twins[0].act, self.twins[0].out_act, spec.loss
+
+    @property
+    def parameters(self) -> list[torch.Tensor]:
+        return [p for pair in zip(self.weights, self.biases) for p in pair]
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """(N, B, n_in) inputs → (N, B, n_out) outputs: a = f(b + a·Wᵀ) layer by layer, all models at once."""
+        last = len(self.weights) - 1
+        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
+            X = (self.act if l < last else self.out_act)(torch.baddbmm(b, X, W.transpose(1, 2)))
+        return X
+
+    def losses(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each model's batch-mean loss, shape (N,), defined as ``torch_ref.MLP.loss``."""
+        out = self.forward(X)
+        n, batch, classes = out.shape
+        if self.loss_name == "cross_entropy":
+            return F.cross_entropy(out.reshape(n * batch, classes), y.reshape(-1), reduction="none").view(n, batch).mean(1)
+        target = F.one_hot(y, classes).to(out.dtype)
+        return 0.5 * ((out - target) ** 2).sum(dim=(1, 2)) / batch
+
+    def unstacked(self, i: int) -> torch_ref.MLP:
+        """Model ``i`` as its own ``torch_ref.MLP`` (the twin, loaded with the current parameters)."""
+        twin = self.twins[i]
+        state = {}
+        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
+            state[f"layers.{l}.weight"], state[f"layers.{l}.bias"] = W[i].detach(), b[i, 0].detach()
+        twin.load_state_dict(state)
+        return twin
+
+
+class StackedTrainer:
+    """The stacked model with one ``torch.optim`` optimizer (and schedule) and per-model learning rates."""
+
+    def __init__(self, configs: list[RunConfig], device: str = "auto"):
+        check_stackable(configs)
+        spec = configs[0]
+        self.configs, self.device = configs, training.resolve_device(device)
+        self.net = StackedMLP(configs, self.device)
+        dtype = self.net.weights[0].dtype
+        # lr 1: each model's step is scaled by its own rate afterwards
+        self.opt = training.make_torch_optimizer(spec, self.net.parameters, self.device, lr=1.0)
+        self.scheduler = None
+        if spec.schedule != "none":
+            self.scheduler = torch_ref.make_scheduler(spec.schedule, self.opt, **spec.schedule_kwargs())
+        # θ ← θ₀ + η_i·(θ_stepped − θ₀) is lerp(θ_stepped, θ₀, 1 − η_i): the weight given to θ₀, per model
+        lrs = torch.tensor([c.lr for c in configs], dtype=dtype, device=self.device)
+        self.keep = (1 - lrs).view(-1, 1, 1)
+
+    def freeze(self, i: int) -> None:
+        """Stop updating model ``i`` (it diverged: its every step is undone); the others train on unchanged."""
+        self.keep[i] = 1
+
+    def train_epoch(self, X, y, orders: np.ndarray, batch_size: int) -> list[float]:
+        """One pass of every model over its row of ``orders`` (N, n); each model's mean training loss."""
+        params = self.net.parameters
+        orders_t = torch.from_numpy(np.ascontiguousarray(orders)).to(self.device)
+        n = orders_t.shape[1]
+        total = torch.zeros(len(self.configs), dtype=X.dtype, device=self.device)
+        for start in range(0, n, batch_size):
+            idx = orders_t[:, start:start + batch_size]  # (N, B): each model's own mini-batch
+            self.opt.zero_grad(set_to_none=True)
+            losses = self.net.losses(X[idx], y[idx])
+            losses.sum().backward()
+            before = [p.detach().clone() for p in params]
+            self.opt.step()
+            with torch.no_grad():
+                for p, p0 in zip(params, before):
+                    p.lerp_(p0, self.keep)
+            total += losses.detach() * idx.shape[1]
+        return [float(t) / n for t in total.cpu()]
+
+    def end_epoch(self) -> float:
+        """Step the schedule; return its factor (every model's rate is its own lr times it)."""
+        if self.scheduler:
+            self.scheduler.step()
+        return self.opt.param_groups[0]["lr"]
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+
+def check_stackable(configs: list[RunConfig]) -> None:
+    """Refuse an empty list, configs that differ in more than seed and lr, and the manual backend."""
+    if not configs:
+        raise ValueError("train_stacked needs at least one config")
+    fields = [dataclasses.asdict(c) for c in configs]
+    differing = sorted(name for name in fields[0] if name not in UNSTACKED_FIELDS
+                       and len({repr(f[name]) for f in fields}) > 1)
+    if differing:
+        raise ValueError(f"stacked runs may differ only in {' and '.join(UNSTACKED_FIELDS)}; "
+                         f"these configs also differ in {', '.join(differing)}")
+    if configs[0].backend != "torch":
+        raise ValueError(f"stacked training is torch's; got backend {configs[0].backend!r}")
+
+
+def train_stacked(configs: list[RunConfig], data: MNIST, device: str = "auto",
+                  progress: bool = False) -> list[RunResult]:
+    """Train ``configs`` (same ``stack_group_key``) at once; the results ``training.train`` gives each, in order."""
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    trainer = StackedTrainer(configs, device)
+    spec, net = configs[0], trainer.net
+    dtype = net.weights[0].dtype
+    train_X, train_y = training.split_to_torch(data.train, dtype, trainer.device)
+    val_X, val_y = training.split_to_torch(data.val, dtype, trainer.device)
+    probe_X, probe_y = val_X[:PROBE_SIZE], val_y[:PROBE_SIZE]
+    records = [RunRecorder(c) for c in configs]
+    for i, record in enumerate(records):
+        record.layers(0, training.probe_torch(net.unstacked(i), probe_X, probe_y))
+    factor = 1.0
+    epochs = tqdm(range(1, spec.epochs + 1), desc=f"{len(configs)} stacked {spec.activation} {spec.optimizer}",
+                  unit="epoch", leave=False, disable=not progress)
+    for epoch in epochs:
+        live = [i for i, r in enumerate(records) if r.status == "ok"]
+        if not live:
+            break
+        orders = np.stack([training.batch_order(c.seed, epoch, len(train_y)) for c in configs])
+        trainer.sync()
+        t0 = time.perf_counter()
+        losses = trainer.train_epoch(train_X, train_y, orders, spec.batch_size)
+        trainer.sync()
+        share = (time.perf_counter() - t0) / len(live)
+        for i in live:
+            lr = configs[i].lr * factor
+            if not math.isfinite(losses[i]):
+                records[i].epoch(epoch, losses[i], lr, share)
+                trainer.freeze(i)
+                continue
+            model = net.unstacked(i)
+            records[i].epoch(epoch, losses[i], lr, share, training.evaluate_torch(model, val_X, val_y))
+            records[i].layers(epoch, training.probe_torch(model, probe_X, probe_y))
+        factor = trainer.end_epoch()
+
+    test_X, test_y = training.split_to_torch(data.test, dtype, trainer.device)
+    results = []
+    for i, record in enumerate(records):
+        test = training.evaluate_torch(net.unstacked(i), test_X, test_y) if record.status == "ok" else (math.nan,
+                                                                                                          math.nan)
+        results.append(record.finish(test, trainer.device, start))
+    return results
