@@ -1,0 +1,64 @@
+"""The command line: every command explains itself, `train` prints and records, `all` runs every step."""
+import argparse
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import run_all
+from experiments.cli import COMMANDS, build_parser, main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
+
+@pytest.mark.parametrize("command", ["train", "activations", "optimizers", "backends", "report", "all"])
+def test_every_command_has_a_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert f"python -m experiments {command}" in out and len(out) > 300
+    assert command in COMMANDS
+
+
+def test_train_prints_epochs_and_records_the_run(tmp_path, capsys):
+    code = main(["train", "--train-subset", "1000", "--epochs", "2", "--layer-sizes", "784", "32", "10",
+                 "--optimizer", "SGD", "--lr", "0.1", "--momentum", "0.9", "--nesterov", "--schedule",
+                 "CosineAnnealingLR", "--activation", "tanh", "--init", "xavier", "--seed", "4", "--device", "cpu",
+                 "--out", str(tmp_path), "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "val_acc" in out and "final test accuracy" in out
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == 1 and runs.loc[0, "schedule"] == "CosineAnnealingLR" and runs.loc[0, "seed"] == 4
+    assert runs.loc[0, "test_acc"] > 0.7
+    assert len(pd.read_csv(tmp_path / "epochs.csv")) == 2
+
+
+def test_train_rejects_an_invalid_config(capsys):
+    assert main(["train", "--optimizer", "Adam", "--momentum", "0.9", "--no-progress"]) == 2
+    assert "takes no momentum" in capsys.readouterr().out
+
+
+def test_optimizers_command_quick_grid_with_overrides(tmp_path):
+    with np.errstate(all="ignore"):
+        code = main(["optimizers", "--quick", "--optimizers", "SGD", "Adam", "--train-subset", "500", "--epochs",
+                     "1", "--seeds", "2", "--out", str(tmp_path), "--device", "cpu", "--no-progress"])
+    assert code == 0
+    plan = pd.read_csv(tmp_path / "plan.csv")
+    assert (plan["phase"] == "tune").sum() == 2 * 3 and (plan["phase"] == "seeds").sum() == 2 * 2
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 2 * 3 + 2  # seed 0 at the chosen rate is reused
+    assert (tmp_path / "REPORT.md").exists() and (tmp_path / "lr_sensitivity.png").exists()
+
+
+def test_all_runs_every_step_with_the_shared_options():
+    args = argparse.Namespace(results="out", device="cpu", threads=1, data_dir="d", quick=True, force=False,
+                              no_progress=True)
+    steps = run_all.steps(args)
+    assert [s[0] for s in steps] == ["gradcheck", "activations", "optimizers", "backends", "report"]
+    parser = build_parser()
+    for argv in steps:
+        parsed = parser.parse_args(argv)  # every step is a valid command line
+        assert callable(parsed.run)
+    assert all("--quick" in s for s in steps[1:4])
+    assert steps[1][steps[1].index("--out") + 1] == "out/activations"

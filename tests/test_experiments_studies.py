@@ -1,0 +1,167 @@
+"""Sweeps: the results store, resuming, diverged runs, the tune-then-rerun procedure, --force, CUDA stacking."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from experiments import store as results_store
+from experiments import studies, training
+from experiments.data import load_mnist
+from experiments.studies import Arm, choose_lr, train_pending, tune_then_rerun
+from experiments.training import RunConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+
+BASE = RunConfig(layer_sizes=(784, 32, 10), train_subset=500, epochs=1, batch_size=64, optimizer="SGD",
+                 momentum=0.9, init="xavier")
+DIVERGING = dataclasses.replace(BASE, activation="identity", init="normal", lr=1e3, epochs=3)
+RUN_COLUMNS = {"key", "layer_sizes", "activation", "loss", "init", "optimizer", "lr", "momentum", "nesterov",
+               "weight_decay", "schedule", "step_size", "gamma", "batch_size", "epochs", "seed", "backend", "dtype",
+               "train_subset", "status", "epochs_done", "final_train_loss", "final_val_loss", "final_val_acc",
+               "test_loss", "test_acc", "device", "train_time_s", "wall_time_s"}
+EPOCH_COLUMNS = {"key", "epoch", "train_loss", "val_loss", "val_acc", "lr", "epoch_time_s"}
+LAYER_COLUMNS = {"key", "epoch", "layer", "grad_norm", "dead_frac", "saturated_frac", "act_mean", "act_std"}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_mnist(train_subset=500)
+
+
+@pytest.fixture
+def count_training(monkeypatch):
+    """Counts the calls of training.train (the only way the CPU path trains)."""
+    calls = []
+
+    def counted(config, *args, **kwargs):
+        calls.append(config.key())
+        with np.errstate(all="ignore"):
+            return real_train(config, *args, **kwargs)
+
+    real_train = training.train
+    monkeypatch.setattr(training, "train", counted)
+    return calls
+
+
+def configs(*lrs, seed=0):
+    return [dataclasses.replace(BASE, lr=lr, seed=seed) for lr in lrs]
+
+
+def test_csv_schemas_and_keys_join_the_tables(tmp_path, data, count_training):
+    store = results_store.Store(tmp_path)
+    train_pending(configs(0.05) + [dataclasses.replace(BASE, layer_sizes=(784, 16, 16, 10))], data, "cpu", store,
+                  progress=False)
+    runs, epochs, layers = (pd.read_csv(tmp_path / f"{name}.csv", dtype={"key": str})
+                            for name in ("runs", "epochs", "layers"))
+    assert set(runs.columns) == RUN_COLUMNS
+    assert set(epochs.columns) == EPOCH_COLUMNS
+    assert set(layers.columns) == LAYER_COLUMNS
+    assert len(runs) == 2 and runs["key"].is_unique
+    assert set(epochs["key"]) == set(layers["key"]) == set(runs["key"])
+    assert len(epochs) == 2 * BASE.epochs
+    assert len(layers) == (2 + 3) * (BASE.epochs + 1)  # layers × (initialisation + epochs)
+    assert runs.loc[0, "layer_sizes"] == "784-32-10" and runs.loc[0, "status"] == "ok"
+
+
+def test_a_repeated_sweep_trains_nothing(tmp_path, data, count_training):
+    sweep = configs(0.01, 0.1)
+    assert train_pending(sweep, data, "cpu", results_store.Store(tmp_path), progress=False) == 2
+    assert len(count_training) == 2
+    assert train_pending(sweep, data, "cpu", results_store.Store(tmp_path), progress=False) == 0
+    assert len(count_training) == 2
+
+
+def test_force_retrains_each_run_once(tmp_path, data, count_training):
+    sweep = configs(0.01, 0.1)
+    train_pending(sweep, data, "cpu", results_store.Store(tmp_path), progress=False)
+    store = results_store.Store(tmp_path)
+    before = store.tables.runs.set_index("key")["wall_time_s"]
+    assert train_pending(sweep, data, "cpu", store, force=True, progress=False) == 2
+    assert train_pending(sweep, data, "cpu", store, force=True, progress=False) == 0  # done in this session
+    assert len(count_training) == 4
+    after = results_store.load(tmp_path).runs.set_index("key")["wall_time_s"]
+    assert len(after) == 2 and not after.equals(before)  # replaced, not appended
+    assert len(results_store.load(tmp_path).epochs) == 2 * BASE.epochs
+
+
+def test_a_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path, data, count_training):
+    store = results_store.Store(tmp_path)
+    train_pending([DIVERGING] + configs(0.05), data, "cpu", store, progress=False)
+    runs = results_store.load(tmp_path).runs.set_index("key")
+    assert runs.loc[DIVERGING.key(), "status"] == "diverged"
+    assert runs.loc[configs(0.05)[0].key(), "status"] == "ok"
+    assert choose_lr(runs.reset_index(), [DIVERGING]) == DIVERGING.lr  # all diverged: the smallest rate
+
+
+def test_orphan_rows_of_an_unfinished_run_are_dropped_on_load(tmp_path, data):
+    store = results_store.Store(tmp_path)
+    train_pending(configs(0.05), data, "cpu", store, progress=False)
+    orphan = store.tables.epochs.assign(key="deadbeef0000")  # rows written before the run's runs.csv row
+    results_store.write_csv(pd.concat([store.tables.epochs, orphan]), tmp_path / "epochs.csv")
+    tables = results_store.load(tmp_path)
+    assert set(tables.epochs["key"]) == {configs(0.05)[0].key()}
+    assert not results_store.Store(tmp_path).has("deadbeef0000")
+
+
+def test_choose_lr_takes_the_best_validation_accuracy_and_skips_diverged():
+    cs = configs(0.01, 0.1, 1.0)
+    runs = pd.DataFrame({"key": [c.key() for c in cs], "status": ["ok", "ok", "diverged"],
+                         "final_val_acc": [0.8, 0.9, float("nan")]})
+    assert choose_lr(runs, cs) == 0.1
+    runs["final_val_acc"] = [0.9, 0.9, float("nan")]
+    assert choose_lr(runs, cs) == 0.01  # ties: the smaller rate
+
+
+def test_tune_then_rerun_reuses_the_seed0_run_at_the_chosen_lr(tmp_path, data, count_training):
+    arms = [Arm("g", act, dataclasses.replace(BASE, activation=act), (0.01, 0.1)) for act in ("relu", "tanh")]
+    store = results_store.Store(tmp_path)
+    chosen = tune_then_rerun("activations", arms, range(3), data, "cpu", store, progress=False)
+    assert len(count_training) == 2 * 2 + 2 * 2  # tuning grid, then seeds 1 and 2 only
+    plan = results_store.load(tmp_path).plan
+    assert list(plan.columns) == ["study", "group", "arm", "phase", "key"]
+    for arm in arms:
+        final = plan[(plan["arm"] == arm.name) & (plan["phase"] == "seeds")]["key"]
+        assert list(final) == [arm.config(chosen[arm], seed).key() for seed in range(3)]
+        assert final.iloc[0] in set(plan[plan["phase"] == "tune"]["key"])
+    tune_then_rerun("activations", arms, range(3), data, "cpu", results_store.Store(tmp_path), progress=False)
+    assert len(count_training) == 8  # resumed: nothing left to train
+
+
+def test_study_grids_are_valid_and_quick_is_smaller():
+    for grids, make in ((studies.ACTIVATION_GRIDS, lambda g, q: studies.activation_arms(g)),
+                        (studies.OPTIMIZER_GRIDS, studies.optimizer_arms)):
+        full = make(grids["full"], False)
+        quick = make(grids["quick"], True)
+        n_full = sum(len(a.lrs) + grids["full"].seeds - 1 for a in full)
+        n_quick = sum(len(a.lrs) + grids["quick"].seeds - 1 for a in quick)
+        assert n_quick < n_full
+        for arm in full + quick:
+            arm.config(arm.lrs[0], 0)  # RunConfig validates every field
+    assert {a.name for a in studies.activation_arms(studies.ACTIVATION_GRIDS["full"])} == \
+        set(studies.ACTIVATIONS)
+    depths = {len(a.base.layer_sizes) - 2 for a in studies.activation_arms(studies.ACTIVATION_GRIDS["full"])}
+    assert depths == {2, 8}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_cuda_train_pending_stacks_seeds_and_lrs(tmp_path, monkeypatch):
+    from experiments import stacked
+
+    groups = []
+    real = stacked.train_stacked
+
+    def recorded(group, *args, **kwargs):
+        groups.append(len(group))
+        return real(group, *args, **kwargs)
+
+    monkeypatch.setattr(stacked, "train_stacked", recorded)
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("the CUDA path must stack"))
+    data = load_mnist(train_subset=500)
+    sweep = configs(0.01, 0.1) + configs(0.01, 0.1, seed=1) + [dataclasses.replace(BASE, activation="tanh")]
+    store = results_store.Store(tmp_path)
+    assert train_pending(sweep, data, "cuda", store, progress=False) == 5
+    assert sorted(groups) == [1, 4]
+    runs = results_store.load(tmp_path).runs
+    assert set(runs["device"]) == {"cuda"} and (runs["status"] == "ok").all()
