@@ -105,9 +105,9 @@ STACK_IMPLS = tuple(Impl(name, "float32", device) for device in ("cpu", "cuda")
 class OrderTrainer:
     """An implementation with ``train_epoch(X, y, order, batch_size)`` (manual, torch, per-example)."""
 
-    def __init__(self, impl, config: RunConfig, data):
+    def __init__(self, impl, config: RunConfig, data, prepared: tuple | None = None):
         self.impl, self.config = impl, config
-        self.X, self.y = impl.prepare(data.train)
+        self.X, self.y = impl.prepare(data.train) if prepared is None else prepared
 
     def run(self, n_examples: int, epoch: int) -> float:
         order = training.batch_order(self.config.seed, epoch, len(self.y))[:n_examples]
@@ -144,7 +144,9 @@ class SequentialTrainer:
     """The same models as ``StackTrainer``, trained one after another by ``training.TorchBackend``."""
 
     def __init__(self, configs: list[RunConfig], data, device: str):
-        self.trainers = [OrderTrainer(training.TorchBackend(c, device), c, data) for c in configs]
+        first = OrderTrainer(training.TorchBackend(configs[0], device), configs[0], data)
+        self.trainers = [first] + [OrderTrainer(training.TorchBackend(c, device), c, data, (first.X, first.y))
+                                   for c in configs[1:]]  # one copy of the training set, shared
 
     def run(self, n_examples: int, epoch: int) -> float:
         return float(np.mean([t.run(n_examples, epoch) for t in self.trainers]))
@@ -265,29 +267,30 @@ def measure(item: Item, data, settings: Settings, root, threads: int) -> dict:
             "status": "measured" if finite else "measured (loss became non-finite)"}
 
 
-def profile_manual_step(data, steps: int = 500, calls: int = 2000) -> dict:
+def profile_manual_step(data, repeats: int, steps: int = 500, calls: int = 2000) -> dict:
     """Where manual's classic batch-10 float64 step goes: the whole step vs the first layer's two matrix products.
 
     Those two products (forward a·Wᵀ and ∂E/∂W = δᵀ·a with W 30×784) are the step's only sizeable arithmetic,
-    and the same in any batched implementation; everything else is NumPy calls on 10×30 arrays.
+    and the same in any batched implementation; everything else is NumPy calls on 10×30 arrays. Medians of
+    ``repeats`` timings of ``steps`` steps and of ``calls`` pairs of products.
     """
     config = CONFIGS["classic"]
-    backend = training.ManualBackend(config)
-    X, y = backend.prepare(data.train)
-    order = training.batch_order(config.seed, 1, len(y))[:steps * config.batch_size]
-    backend.train_epoch(X, y, order[:100], config.batch_size)  # warm-up
-    t0 = time.perf_counter()
-    backend.train_epoch(X, y, order, config.batch_size)
-    step = (time.perf_counter() - t0) / (len(order) / config.batch_size)
-    x, W = X[:config.batch_size], backend.net.weight(0)
+    trainer = OrderTrainer(training.ManualBackend(config), config, data)
+    trainer.run(100, 0)  # warm-up
+    steps = min(steps, len(trainer.y) // config.batch_size)
+    seconds, _ = time_runs(trainer, steps * config.batch_size, repeats)
+    x, W = trainer.X[:config.batch_size], trainer.impl.net.weight(0)
     delta = np.ones((config.batch_size, W.shape[0]), dtype=W.dtype)
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        x @ W.T
-        delta.T @ x
-    matmuls = (time.perf_counter() - t0) / calls
-    return {"step_us": step * 1e6, "first_layer_matmuls_us": matmuls * 1e6,
-            "first_layer_gflops": 2 * 2 * x.shape[0] * W.size / matmuls / 1e9}
+    matmuls = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            x @ W.T
+            delta.T @ x
+        matmuls.append((time.perf_counter() - t0) / calls)
+    step, matmul = float(np.median(seconds)) / steps, float(np.median(matmuls))
+    return {"step_us": step * 1e6, "first_layer_matmuls_us": matmul * 1e6,
+            "first_layer_gflops": 2 * 2 * x.shape[0] * W.size / matmul / 1e9}
 
 
 def command_line(args) -> str:
@@ -383,7 +386,7 @@ def run(args) -> int:
     rows = []
     for item in tqdm(items, desc="bench", unit="item", disable=args.no_progress):
         rows.append(measure(item, data, settings, args.data_dir, args.threads))
-    profile = profile_manual_step(data)
+    profile = profile_manual_step(data, settings.repeats)
     info = {**machine(threads), "load_average_before": load_before, "load_average_after": os.getloadavg(),
             "command": command_line(args), "repeats": settings.repeats, "sweep_repeats": settings.sweep_repeats}
     paths = bench_report.write(rows, info, profile, Path(args.out))

@@ -98,8 +98,9 @@ def ratios(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- plots
-def impl_label(row) -> str:
-    return f"{row.implementation} {row.dtype} ({row.device})"
+def impl_labels(df: pd.DataFrame) -> pd.Series:
+    """'manual float32 (cpu)' and the like, one per row."""
+    return df.implementation + " " + df["dtype"] + " (" + df.device + ")"
 
 
 def plot_sweep(df: pd.DataFrame, kind: str, x: str, xlabel: str, title: str, path: Path) -> Path:
@@ -109,10 +110,12 @@ def plot_sweep(df: pd.DataFrame, kind: str, x: str, xlabel: str, title: str, pat
     sweep = df[df.kind == kind]
     fig = Figure(figsize=(8.5, 5.2), layout="constrained")
     ax = fig.subplots()
-    for label, rows in sweep[sweep.status.str.startswith("measured")].groupby(sweep.apply(impl_label, axis=1)):
+    labels = impl_labels(sweep)
+    measured = sweep.status.str.startswith("measured")
+    for label, rows in sweep[measured].groupby(labels[measured], sort=False):
         rows = rows.sort_values(x)
         ax.plot(rows[x], rows.examples_per_s, marker="o", label=label)
-    missing = sorted({impl_label(r) for r in sweep.itertuples() if r.status.startswith("not measured")})
+    missing = sorted(set(labels[~measured]))
     if missing:
         title += "\n(" + ", ".join(missing) + ": not measured, no GPU lent)"
     ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="training throughput (examples/s)", title=title)
@@ -176,21 +179,22 @@ def stacked_table(df: pd.DataFrame) -> str:
 
 
 def profile_text(profile: dict, df: pd.DataFrame) -> str:
+    step, matmuls = profile["step_us"], profile["first_layer_matmuls_us"]
+    text = (f"manual, classic configuration, batch 10, float64: **{step:.0f} µs per mini-batch** (forward, "
+            f"backward and SGD step). Of this, the first layer's two matrix products (a·Wᵀ and δᵀ·a, W of "
+            f"30×784) take **{matmuls:.0f} µs** ({profile['first_layer_gflops']:.1f} GFLOP/s in NumPy's BLAS for "
+            f"such thin products): the step's only sizeable arithmetic, the same in any batched implementation. "
+            f"The other {step - matmuls:.0f} µs go to the step's remaining NumPy calls — about 45 of them, on "
+            f"10×30 and 10×10 arrays — so per-call overhead, not arithmetic, sets manual's speed at this batch "
+            f"size.")
     per_example = lookup(df, "epoch", ("per-example", "float64", "cpu"), "classic", 10)
-    text = (f"manual, classic configuration, batch 10, float64: **{profile['step_us']:.0f} µs per mini-batch** "
-            f"(forward, backward and SGD step). Of this, the first layer's two matrix products (a·Wᵀ and "
-            f"δᵀ·a, W of 30×784) take **{profile['first_layer_matmuls_us']:.0f} µs** "
-            f"({profile['first_layer_gflops']:.1f} GFLOP/s in NumPy's BLAS for such thin products); they are the "
-            f"only sizeable arithmetic of the step and cost the same in any batched implementation. The rest, "
-            f"about {profile['step_us'] - profile['first_layer_matmuls_us']:.0f} µs, is some 40 NumPy calls on "
-            f"10×30 and 10×10 arrays at about a microsecond each (per-call overhead, not arithmetic).")
     if per_example is not None and per_example.status.startswith("measured"):
-        per_ex_us = per_example.median_s_per_epoch / 50_000 * 1e6
-        text += (f" The per-example loop spends {per_ex_us:.0f} µs per example, {10 * per_ex_us:.0f} µs per "
-                 f"mini-batch of 10: even a step that cost only its two matrix products would be "
-                 f"{10 * per_ex_us / profile['first_layer_matmuls_us']:.0f}× faster, and one with NumPy's "
-                 f"per-call overhead as measured here is {10 * per_ex_us / profile['step_us']:.1f}× faster.")
-    return text
+        us = per_example.median_s_per_epoch / 50_000 * 1e6
+        text += (f" The per-example loop (its headline row) spends {us:.0f} µs per example, {10 * us:.0f} µs per "
+                 f"mini-batch of 10. Being 10× faster would take manual's whole step down to {us:.0f} µs; a step "
+                 f"that cost nothing but its two matrix products would be {10 * us / matmuls:.0f}× faster.")
+    return text + (" (Timed at the end of the run, each a median of the repeats, under whatever load the machine "
+                   "had then.)")
 
 
 def markdown(df: pd.DataFrame, r: pd.DataFrame, info: dict, profile: dict, plots: list) -> str:

@@ -10,7 +10,7 @@ import torch
 
 from experiments import bench
 from experiments.baselines import PerExampleLoop
-from experiments.bench_report import COLUMNS, RATIO_COLUMNS
+from experiments.bench_report import COLUMNS, RATIO_COLUMNS, impl_labels
 from experiments.cli import main
 from experiments.data import DEFAULT_ROOT, load_mnist
 
@@ -74,6 +74,7 @@ def test_bench_quick_writes_csv_ratios_markdown_and_plots(tmp_path):
     assert set(rows.kind) == {"epoch", "stacked", "width", "batch"}
     measured = rows[rows.status == "measured"]
     assert len(measured) == len(rows) and (measured.examples_per_s > 0).all()
+    assert {"manual float64 (cpu)", "manual float32 (cpu)"} <= set(impl_labels(rows))  # the plots' lines
     assert (measured.min_s_per_epoch <= measured.median_s_per_epoch).all()
     assert (measured.median_s_per_epoch <= measured.max_s_per_epoch).all()
     ratios = pd.read_csv(out / "ratios.csv")
