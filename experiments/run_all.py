@@ -12,13 +12,19 @@ import time
 STUDIES = ("activations", "optimizers", "backends")
 
 
+def results_folder(args) -> str:
+    """``--results``, else ``results`` (``results/quick`` with ``--quick``, apart from the reference run)."""
+    return args.results or (os.path.join("results", "quick") if args.quick else "results")
+
+
 def steps(args) -> list:
     """The argument lists of the commands ``all`` runs."""
-    out = [["gradcheck", "--out", os.path.join(args.results, "gradcheck")]]
+    results = results_folder(args)
+    out = [["gradcheck", "--out", os.path.join(results, "gradcheck")]]
     shared = ["--device", args.device, "--threads", str(args.threads), "--data-dir", args.data_dir]
     shared += ["--quick"] * args.quick + ["--force"] * args.force + ["--no-progress"] * args.no_progress
-    out += [[study, "--out", os.path.join(args.results, study)] + shared for study in STUDIES]
-    return out + [["report", "--results", args.results]]
+    out += [[study, "--out", os.path.join(results, study)] + shared for study in STUDIES]
+    return out + [["report", "--results", results]]
 
 
 def run(args) -> int:
@@ -33,7 +39,7 @@ def run(args) -> int:
         result = int(step_args.run(step_args) or 0)
         print(f"=== {argv[0]}: exit {result}, {time.perf_counter() - t0:.0f} s", flush=True)
         code = code or result
-    print(f"\nall done in {time.perf_counter() - start:.0f} s; overview: {os.path.join(args.results, 'REPORT.md')}")
+    print(f"\nall done in {time.perf_counter() - start:.0f} s; overview: {os.path.join(results_folder(args), 'REPORT.md')}")
     return code
 
 
@@ -48,8 +54,8 @@ def add_parser(subparsers) -> None:
                     "Finished runs are kept and skipped when run again.")
     p.add_argument("--quick", action="store_true", help="the studies' small grids (the README's main job)")
     add_device_options(p)
-    p.add_argument("--results", default="results", metavar="DIR",
-                   help="parent folder of the study folders (default: %(default)s)")
+    p.add_argument("--results", metavar="DIR",
+                   help="parent folder of the study folders (default: results; with --quick: results/quick)")
     p.add_argument("--force", action="store_true", help="retrain runs that are already recorded")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)

@@ -61,7 +61,8 @@ class Grid:
 # momentum 0.9 the effective step is 10× the rate: the grid goes from cautious to unstable.
 ACTIVATION_BASE = RunConfig(init="xavier", optimizer="SGD", momentum=0.9, batch_size=128)
 ACTIVATION_GRIDS = {
-    "full": Grid(epochs=4, seeds=3, train_subset=None, arms=tuple(ACTIVATIONS), lrs=(0.03, 0.1, 0.3)),
+    "full": Grid(epochs=4, seeds=3, train_subset=None, arms=tuple(ACTIVATIONS),
+                 lrs=(0.01, 0.03, 0.1, 0.3, 1.0)),
     "quick": Grid(epochs=3, seeds=3, train_subset=10_000, arms=("sigmoid", "tanh", "relu", "elu", "gelu"),
                   lrs=(0.03, 0.1, 0.3)),
 }
@@ -226,11 +227,17 @@ def resolve_grid(args, grids: dict) -> Grid:
     return dataclasses.replace(grid, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
 
 
+def default_folder(name: str, quick: bool) -> str:
+    """Where a study writes unless told: ``results/<name>``, or ``results/quick/<name>`` with ``--quick``
+    (so that the README's quick run never mixes into the committed reference run)."""
+    return os.path.join("results", "quick", name) if quick else os.path.join("results", name)
+
+
 def open_study(args, grid: Grid):
     """Device, data and store of a study command, with its environment recorded."""
     device = use_device(args)
     data = load_mnist(Path(args.data_dir), grid.train_subset)
-    store = Store(args.out)
+    store = Store(args.out or default_folder(args.command, args.quick))
     store.save("environment", environment(device))
     return device, data, store
 
@@ -317,8 +324,10 @@ def add_study_options(p: argparse.ArgumentParser, name: str, grids: dict) -> Non
                    help=f"train on the first N of the 50,000 training images (default: all; quick: "
                         f"{quick.train_subset})")
     add_device_options(p)
-    p.add_argument("--out", default=os.path.join("results", name), metavar="DIR",
-                   help="the study's folder: CSV files, plots, REPORT.md (default: %(default)s)")
+    p.add_argument("--out", metavar="DIR",
+                   help=f"the study's folder: CSV files, plots, REPORT.md (default: {default_folder(name, False)}; "
+                        f"with --quick: {default_folder(name, True)})")
+    p.set_defaults(command=name)
     p.add_argument("--force", action="store_true", help="retrain runs already in --out instead of skipping them")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 

@@ -62,3 +62,19 @@ def test_all_runs_every_step_with_the_shared_options():
         assert callable(parsed.run)
     assert all("--quick" in s for s in steps[1:4])
     assert steps[1][steps[1].index("--out") + 1] == "out/activations"
+
+
+def test_quick_runs_default_to_their_own_folder_apart_from_the_reference_run():
+    parser = build_parser()
+    quick = argparse.Namespace(results=None, device="cpu", threads=1, data_dir="d", quick=True, force=False,
+                               no_progress=True)
+    assert run_all.steps(quick)[1][run_all.steps(quick)[1].index("--out") + 1] == "results/quick/activations"
+    assert run_all.steps(quick)[-1] == ["report", "--results", "results/quick"]
+    full = argparse.Namespace(**{**vars(quick), "quick": False})
+    assert run_all.steps(full)[2][run_all.steps(full)[2].index("--out") + 1] == "results/optimizers"
+    from experiments.studies import default_folder
+
+    args = parser.parse_args(["activations", "--quick"])
+    assert args.out is None and default_folder(args.command, args.quick) == "results/quick/activations"
+    args = parser.parse_args(["optimizers"])
+    assert default_folder(args.command, args.quick) == "results/optimizers"
