@@ -636,7 +636,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "report", help="rebuild every plot and REPORT.md from the CSV files (no training)",
         description="Reads the CSV files of every study folder under --results (those holding plan.csv) and "
-                    "writes their PNG plots (learning curves, test accuracy with 95%% CIs, learning-rate "
+                    "writes their PNG plots (learning curves, test accuracy with 95% CIs, learning-rate "
                     "sensitivity, gradient norms per layer, dead and saturated units, the backends' curves) and "
                     "REPORT.md, then --results/REPORT.md with the headline findings of all studies. Trains "
                     "nothing.")
