@@ -129,12 +129,17 @@ def diagnostics(study: Study) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- plots
 def accuracy_axis(ax, label: str, best) -> None:
-    """A y axis of accuracy drawn as log(1 − accuracy), from 0% at the bottom to a little above ``best``."""
+    """A y axis of accuracy drawn as log(1 − accuracy), from a little above ``best`` at the top down to a
+    little below the worst point already drawn on ``ax`` (0% and the "diverged" row only when needed)."""
     ax.set_yscale("log")
     best = np.nanmax(np.append(np.asarray(best, dtype=float), 0.9))
-    ax.set_ylim(1.35, max(MIN_ERROR, (1 - best) / 2))  # bottom > top: best at the top
-    ticks = [a for a in ACC_TICKS if 1 - a >= max(MIN_ERROR, (1 - best) / 2)]
-    ax.set_yticks([DIVERGED_ERROR] + [1 - a for a in ticks], ["diverged"] + [f"{a:.1%}" for a in ticks])
+    top = max(MIN_ERROR, (1 - best) / 2)
+    worst = ax.dataLim.ymax if np.isfinite(ax.dataLim.ymax) else DIVERGED_ERROR
+    bottom = 1.35 if worst > 0.5 else max(2 * worst, 0.05)  # bottom > top: best at the top
+    ax.set_ylim(bottom, top)
+    ticks = [a for a in ACC_TICKS if top <= 1 - a <= bottom]
+    diverged = [DIVERGED_ERROR] if bottom > DIVERGED_ERROR else []
+    ax.set_yticks(diverged + [1 - a for a in ticks], ["diverged"] * len(diverged) + [f"{a:.1%}" for a in ticks])
     ax.minorticks_off()
     ax.set_ylabel(f"{label}\n(log scale of the error)")
 

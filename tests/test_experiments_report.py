@@ -103,3 +103,17 @@ def test_t_quantiles_and_confidence_intervals():
     assert ci.half_width == pytest.approx(4.303 * 0.02 / np.sqrt(3))
     assert mean_ci([0.5, np.nan]).n == 1 and np.isnan(mean_ci([0.5]).half_width)
     assert mean_ci([]).n == 0
+
+
+@pytest.mark.parametrize("errors, lowest_tick", [([0.03, 0.05], "90.0%"), ([0.03, 0.6], "diverged"),
+                                                 ([0.03, report.DIVERGED_ERROR], "diverged")])
+def test_accuracy_axis_reaches_down_only_as_far_as_the_worst_point(errors, lowest_tick):
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    ax.scatter([0, 1], errors)
+    report.accuracy_axis(ax, "accuracy", [1 - e for e in errors])
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    bottom, top = ax.get_ylim()
+    assert labels[0] == lowest_tick and bottom >= max(errors) and top <= min(errors)
+    assert ("diverged" in labels) == (lowest_tick == "diverged")
