@@ -174,7 +174,7 @@ class ManualBackend:
     def evaluate(self, X, y) -> tuple[float, float]:
         with np.errstate(over="ignore", invalid="ignore"):
             trace = self.net.trace(X)
-            loss = self.net.loss_fn(trace.pre_activations[-1], y, self.net.output_activation).loss
+            loss = self.net.loss_fn(trace.pre_activations[-1], y, self.net.output_activation, trace.output).loss
         return loss, float(np.mean(trace.output.argmax(axis=1) == y))
 
     def probe(self, X, y) -> list[dict]:
@@ -182,9 +182,10 @@ class ManualBackend:
             trace = self.net.trace(X)
             _, grads = self.net.loss_and_grads(X, y)
         rows = []
-        for l, z in enumerate(trace.pre_activations):
+        outputs = trace.inputs[1:] + [trace.output]  # a_l = f(z_l), kept by the forward pass
+        for l, (z, a) in enumerate(zip(trace.pre_activations, outputs)):
             act = self.net.activation if l < self.net.n_layers - 1 else self.net.output_activation
-            rows.append(layer_stats(act.df(z), act.f(z), float(np.linalg.norm(grads[f"layers.{l}.weight"])),
+            rows.append(layer_stats(act.df(z), a, float(np.linalg.norm(grads[f"layers.{l}.weight"])),
                                     act.max_slope))
         return rows
 
