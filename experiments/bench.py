@@ -41,6 +41,7 @@ import numpy as np
 
 from . import training
 from .baselines import DataLoaderWay, PerExampleLoop
+from .cli import positive_int
 from .data import DEFAULT_ROOT, N_TRAIN, load_mnist
 from .stacked import StackedTrainer
 from .training import RunConfig
@@ -405,11 +406,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "BENCH.md and plots to --out. Takes about 10-15 minutes on 2 CPU cores (--quick: seconds).")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 2,000 images, 2 repeats, two sweep points each (for tests and CI)")
-    p.add_argument("--repeats", type=_positive_int, default=None,
+    p.add_argument("--repeats", type=positive_int, default=None,
                    help=f"timed runs per figure, the median reported (default: {Settings.repeats}; quick: 2)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: the CPU, plus CUDA when present; cpu: skip the CUDA rows (default: %(default)s)")
-    p.add_argument("--threads", type=_positive_int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch and NumPy BLAS threads (default: %(default)s; see the module docstring)")
     p.add_argument("--skip-sweeps", action="store_true", help="only the headline and stacked rows")
     p.add_argument("--out", default=os.path.join("results", "bench"), help="output folder (default: %(default)s)")
@@ -417,10 +418,3 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
     return p
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value

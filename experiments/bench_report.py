@@ -7,19 +7,22 @@ and moved into place (``os.replace``), so a reader never sees half a file.
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .bench import HEADLINE
+from .data import N_TRAIN
+from .files import write_atomically, write_csv
+from .report import md_table
+
 COLUMNS = ("kind", "config", "layer_sizes", "hidden_width", "batch_size", "implementation", "dtype", "device",
            "models", "threads", "repeats", "measured_examples", "median_s_per_epoch", "min_s_per_epoch",
            "max_s_per_epoch", "examples_per_s", "status")
 RATIO_COLUMNS = ("target", "config", "batch_size", "device", "slower", "faster", "slower_s_per_epoch",
                  "faster_s_per_epoch", "ratio", "target_ratio", "met", "note")
-HEADLINE_COLUMNS = (("classic", 10), ("classic", 128), ("modern", 128))
 
 
 @dataclass(frozen=True)
@@ -39,29 +42,17 @@ TARGETS = (
     Target("manual ≥ 10× faster than the per-example loop", "epoch", ("per-example", "float64", "cpu"),
            ("manual", "float64", "cpu"), (("classic", 10),), 10),
     Target("manual float32 no slower than torch on the CPU", "epoch", ("torch", "float32", "cpu"),
-           ("manual", "float32", "cpu"), HEADLINE_COLUMNS, 1),
+           ("manual", "float32", "cpu"), HEADLINE, 1),
     Target("data held on the device ≥ 8× faster than the DataLoader way (CPU)", "epoch",
            ("dataloader", "float32", "cpu"), ("torch", "float32", "cpu"), (("classic", 128), ("modern", 128)), 8),
     Target("data held on the device ≥ 30× faster than the DataLoader way (GPU)", "epoch",
            ("dataloader", "float32", "cuda"), ("torch", "float32", "cuda"), (("classic", 128), ("modern", 128)), 30),
     Target("16 stacked models ≥ 8× the throughput of training them one after another (GPU)", "stacked",
-           ("sequential-16", "float32", "cuda"), ("stacked-16", "float32", "cuda"), HEADLINE_COLUMNS, 8),
+           ("sequential-16", "float32", "cuda"), ("stacked-16", "float32", "cuda"), HEADLINE, 8),
     Target("16 stacked models vs one after another, on the CPU (the 8× target is for a GPU)", "stacked",
-           ("sequential-16", "float32", "cpu"), ("stacked-16", "float32", "cpu"), HEADLINE_COLUMNS, 8,
+           ("sequential-16", "float32", "cpu"), ("stacked-16", "float32", "cpu"), HEADLINE, 8,
            for_gpu_only=True),
 )
-
-
-def write_atomically(path: Path, write) -> Path:
-    """``write(tmp)`` then move ``tmp`` onto ``path``; on any error the old file stays and ``tmp`` goes."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------- ratios
@@ -126,16 +117,11 @@ def plot_sweep(df: pd.DataFrame, kind: str, x: str, xlabel: str, title: str, pat
 
 
 # --------------------------------------------------------------------------- BENCH.md
-def md_table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
-
-
 def seconds(row) -> str:
     """A median s/epoch with its min–max, starred when extrapolated from part of an epoch."""
     if not row.status.startswith("measured"):
         return row.status
-    star = "*" if row.measured_examples < 50_000 * row.models else ""
+    star = "*" if row.measured_examples < N_TRAIN * row.models else ""
     return f"{row.median_s_per_epoch:.3g}{star} ({row.min_s_per_epoch:.3g}–{row.max_s_per_epoch:.3g})"
 
 
@@ -144,11 +130,11 @@ def headline_table(df: pd.DataFrame) -> str:
     rows = []
     for (name, dtype, device), group in epoch.groupby(["implementation", "dtype", "device"], sort=False):
         cells = []
-        for config, batch in HEADLINE_COLUMNS:
+        for config, batch in HEADLINE:
             match = group[(group.config == config) & (group.batch_size == batch)]
             cells.append(seconds(match.iloc[0]) if len(match) else "—")
         rows.append([f"{name} {dtype} ({device})", *cells])
-    header = ["implementation", *[f"{c} batch {b}" for c, b in HEADLINE_COLUMNS]]
+    header = ["implementation", *[f"{c} batch {b}" for c, b in HEADLINE]]
     return md_table(header, rows)
 
 
@@ -189,7 +175,7 @@ def profile_text(profile: dict, df: pd.DataFrame) -> str:
             f"size.")
     per_example = lookup(df, "epoch", ("per-example", "float64", "cpu"), "classic", 10)
     if per_example is not None and per_example.status.startswith("measured"):
-        us = per_example.median_s_per_epoch / 50_000 * 1e6
+        us = per_example.median_s_per_epoch / N_TRAIN * 1e6
         text += (f" The per-example loop (its headline row) spends {us:.0f} µs per example, {10 * us:.0f} µs per "
                  f"mini-batch of 10. Being 10× faster would take manual's whole step down to {us:.0f} µs; a step "
                  f"that cost nothing but its two matrix products would be {10 * us / matmuls:.0f}× faster.")
@@ -262,8 +248,7 @@ def write(rows: list[dict], info: dict, profile: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows, columns=COLUMNS)
     r = ratios(df)
-    paths = [write_atomically(out / "bench.csv", lambda tmp: df.to_csv(tmp, index=False)),
-             write_atomically(out / "ratios.csv", lambda tmp: r.to_csv(tmp, index=False))]
+    paths = [write_csv(df, out / "bench.csv"), write_csv(r, out / "ratios.csv")]
     plots = []
     if (df.kind == "width").any():
         plots.append(plot_sweep(df, "width", "hidden_width", "hidden width (784-W-10, batch 128)",

@@ -24,6 +24,14 @@ COMMANDS = {
 }
 
 
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: an integer ≥ 1, or a usage error that says so."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m experiments",

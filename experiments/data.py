@@ -14,12 +14,13 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .files import write_atomically
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data"
 N_TRAIN, N_VAL = 50_000, 10_000
@@ -47,15 +48,15 @@ def _md5(path: Path) -> str:
 
 def _decompress(gz: Path, target: Path) -> None:
     """gunzip ``gz`` into ``target`` through a temporary file, so a crash never leaves half a file."""
-    tmp = target.with_name(target.name + ".partial")
-    try:
+    def gunzip(tmp: Path) -> None:
         with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst)
+
+    try:
+        write_atomically(target, gunzip)
     except (OSError, EOFError) as err:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"{gz} is not a readable gzip file ({err}); copy it again from the original "
                         f"MNIST distribution (the project ships it under data/MNIST/raw/)") from err
-    os.replace(tmp, target)
 
 
 def ensure_mnist_files(root: Path | str = DEFAULT_ROOT) -> Path:

@@ -17,7 +17,6 @@ twin of a manual network, kink-free batches) are also what the test suite uses.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ from functools import partial
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 
 import manual
@@ -33,6 +33,9 @@ from manual.activations import ACTIVATIONS, SOFTPLUS_THRESHOLD
 from manual.init import INITS
 from manual.losses import LOSSES
 from manual.network import DTYPES
+
+from .cli import positive_int
+from .files import write_csv
 
 N_INPUTS, N_CLASSES = 6, 4  # input and output widths of the checked networks
 DEFAULT_DEPTHS = (1, 2, 3, 6)
@@ -213,22 +216,6 @@ def run_grid(args) -> list[dict]:
     return rows
 
 
-def write_csv_atomically(rows: list[dict], path: str) -> None:
-    """Write ``rows`` to a temporary file beside ``path``, then move it into place in one step."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"  # same directory, so os.replace is a rename
-    try:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({**row, "shape": "x".join(map(str, row["shape"]))})
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def summary(rows: list[dict]) -> str:
     """One line per (activation, loss) with its worst errors over depths and parameters."""
     lines = [f"{'activation':<11} {'loss':<14} {'worst rel err vs autograd':>26} {'vs finite differences':>22}  rows"]
@@ -255,7 +242,8 @@ def run(args) -> int:
         print(f"gradcheck: error: {e}", file=sys.stderr)
         return 2
     path = os.path.join(args.out, "gradcheck.csv")
-    write_csv_atomically(rows, path)
+    table = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    write_csv(table.assign(shape=["x".join(map(str, shape)) for shape in table["shape"]]), path)
     print(f"gradcheck: {len(args.activations)} activations × {len(args.losses)} losses × depths "
           f"{','.join(map(str, args.depths))}; layers [{N_INPUTS}, {args.width} x depth, {N_CLASSES}], "
           f"batch {args.batch}, {args.dtype}, init {args.init}, seed {args.seed}")
@@ -272,13 +260,6 @@ def run(args) -> int:
 
 
 # ------------------------------------------------------------------------ CLI
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -301,12 +282,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"hidden-layer activations to check (default: all: {', '.join(ACTIVATIONS)})")
     p.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES), metavar="NAME",
                    help=f"losses to check (default: {' '.join(LOSSES)})")
-    p.add_argument("--depths", nargs="+", type=_positive_int, default=list(DEFAULT_DEPTHS), metavar="N",
+    p.add_argument("--depths", nargs="+", type=positive_int, default=list(DEFAULT_DEPTHS), metavar="N",
                    help="numbers of hidden layers to check (default: %s)" % " ".join(map(str, DEFAULT_DEPTHS)))
-    p.add_argument("--width", type=_positive_int, default=5,
+    p.add_argument("--width", type=positive_int, default=5,
                    help="units per hidden layer; finite differences cost four forward passes per parameter "
                         "entry, so keep it small (default: %(default)s)")
-    p.add_argument("--batch", type=_positive_int, default=3,
+    p.add_argument("--batch", type=positive_int, default=3,
                    help="rows in the checked mini-batch (default: %(default)s)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float64",
                    help="precision of the manual and torch networks; the finite-difference reference is always "

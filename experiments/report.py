@@ -21,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import store as results_store
+from .files import write_atomically
 from .stats import mean_ci
 from .training import RunConfig
 
@@ -90,6 +91,11 @@ def curves(study: Study, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return epochs[epochs["key"].isin(runs["key"])].pivot(index="key", columns="epoch", values=metric)
 
 
+def is_hidden(layers: pd.DataFrame) -> pd.Series:
+    """Which rows of a ``layers.csv`` table are hidden layers: all but each run's last (the output layer)."""
+    return layers["layer"] < layers.groupby("key")["layer"].transform("max")
+
+
 def layer_means(study: Study, epoch: str) -> pd.DataFrame:
     """Per-layer diagnostics at initialisation (``epoch="init"``) or at each ok run's last epoch (``"end"``),
     averaged over the seeds of each (group, arm); ``hidden`` marks the hidden layers."""
@@ -99,7 +105,7 @@ def layer_means(study: Study, epoch: str) -> pd.DataFrame:
     layers = study.tables.layers.merge(runs[["key", "group", "arm", "epochs_done"]], on="key")
     at = layers["epochs_done"] if epoch == "end" else 0
     layers = layers[layers["epoch"] == at].copy()
-    layers["hidden"] = layers["layer"] < layers.groupby("key")["layer"].transform("max")
+    layers["hidden"] = is_hidden(layers)
     stats = ["grad_norm", "dead_frac", "saturated_frac", "act_mean", "act_std"]
     return layers.groupby(["group", "arm", "layer", "hidden"], sort=False)[stats].mean().reset_index()
 
@@ -258,7 +264,7 @@ def plot_grad_norms(study: Study) -> str:
 def plot_dead_saturated(study: Study) -> str:
     fig, axes = grid_figure(2, len(study.groups))
     layers = study.tables.layers.merge(study.final[["key", "group", "arm"]], on="key")
-    layers = layers[layers["layer"] < layers.groupby("key")["layer"].transform("max")]  # hidden layers
+    layers = layers[is_hidden(layers)]
     per_run = layers.groupby(["group", "arm", "key", "epoch"], sort=False)[["dead_frac", "saturated_frac"]].mean()
     per_run = per_run.reset_index()
     for row, (metric, label) in enumerate((("dead_frac", "dead units"), ("saturated_frac", "saturated units"))):
@@ -584,10 +590,7 @@ def write_study_report(folder: Path | str) -> Path:
 
 def write_markdown(path: Path, parts: list) -> Path:
     """The parts, separated by blank lines, written through a temporary file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n\n".join(parts) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, lambda tmp: tmp.write_text("\n\n".join(parts) + "\n"))
 
 
 def gradcheck_summary(folder: Path) -> str | None:

@@ -15,30 +15,16 @@ sweep therefore loses at most the run in flight.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from .files import write_csv
 from .training import RunResult
 
 RUN_TABLES = ("epochs", "layers", "runs")  # the order of the writes: runs.csv last
 OTHER_TABLES = ("plan", "environment")
-
-
-def write_csv(df: pd.DataFrame, path: Path) -> None:
-    """Write ``df`` to ``path`` atomically: readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def read_csv(path: Path) -> pd.DataFrame:

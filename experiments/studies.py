@@ -35,6 +35,7 @@ import pandas as pd
 from manual.activations import ACTIVATIONS
 
 from . import training
+from .cli import positive_int
 from .data import DEFAULT_ROOT, N_TRAIN, load_mnist
 from .store import Store
 from .training import RunConfig, resolve_device
@@ -282,13 +283,6 @@ def run_backends(args) -> int:
     train_pending([c for cs in configs.values() for c in cs], data, device, store, args.force,
                   not args.no_progress)
     return finish_study(store)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def use_device(args) -> str:

@@ -17,7 +17,8 @@ from manual.network import DTYPES
 
 from .data import load_mnist
 from .store import Store
-from .studies import add_device_options, positive_int, use_device
+from .cli import positive_int
+from .studies import add_device_options, use_device
 from .training import SCHEDULES, RunConfig, train
 
 DEFAULTS = RunConfig()

@@ -9,6 +9,7 @@ import torch
 from experiments import store as results_store
 from experiments import studies, training
 from experiments.data import load_mnist
+from experiments.files import write_csv
 from experiments.studies import Arm, choose_lr, train_pending, tune_then_rerun
 from experiments.training import RunConfig
 
@@ -99,7 +100,7 @@ def test_orphan_rows_of_an_unfinished_run_are_dropped_on_load(tmp_path, data):
     store = results_store.Store(tmp_path)
     train_pending(configs(0.05), data, "cpu", store, progress=False)
     orphan = store.tables.epochs.assign(key="deadbeef0000")  # rows written before the run's runs.csv row
-    results_store.write_csv(pd.concat([store.tables.epochs, orphan]), tmp_path / "epochs.csv")
+    write_csv(pd.concat([store.tables.epochs, orphan]), tmp_path / "epochs.csv")
     tables = results_store.load(tmp_path)
     assert set(tables.epochs["key"]) == {configs(0.05)[0].key()}
     assert not results_store.Store(tmp_path).has("deadbeef0000")
