@@ -189,7 +189,7 @@ def save(fig: Figure, study: Study, name: str, legend_ax=None) -> str:
         handles, labels = legend_ax.get_legend_handles_labels()
         by_label = dict(zip(labels, handles))
         fig.legend(by_label.values(), by_label.keys(), loc="outside right center", fontsize=9)
-    fig.savefig(study.folder / name, dpi=110)
+    write_atomically(study.folder / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     return name
 
 
