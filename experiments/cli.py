@@ -14,12 +14,12 @@ import sys
 # command name → module under ``experiments``
 COMMANDS = {
     "gradcheck": "gradcheck",
-    "train": "train_command",
-    "activations": "studies",
-    "optimizers": "studies",
-    "backends": "studies",
+    "train": "commands.train",
+    "activations": "commands.studies",
+    "optimizers": "commands.studies",
+    "backends": "commands.studies",
     "report": "report",
-    "all": "run_all",
+    "all": "commands.run_all",
     "bench": "bench",
 }
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import write_atomically
+from experiments.files import write_atomically
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data"
 N_TRAIN, N_VAL = 50_000, 10_000

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from experiments import bench
-from experiments.baselines import PerExampleLoop
-from experiments.bench_report import COLUMNS, RATIO_COLUMNS, impl_labels
+from experiments.bench.baselines import PerExampleLoop
+from experiments.bench.report import COLUMNS, RATIO_COLUMNS, impl_labels
 from experiments.cli import main
 from experiments.data import DEFAULT_ROOT, load_mnist
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import run_all
+from experiments.commands import run_all
 from experiments.cli import COMMANDS, build_parser, main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -72,7 +72,7 @@ def test_quick_runs_default_to_their_own_folder_apart_from_the_reference_run():
     assert run_all.steps(quick)[-1] == ["report", "--results", "results/quick"]
     full = argparse.Namespace(**{**vars(quick), "quick": False})
     assert run_all.steps(full)[2][run_all.steps(full)[2].index("--out") + 1] == "results/optimizers"
-    from experiments.studies import default_folder
+    from experiments.commands.studies import default_folder
 
     args = parser.parse_args(["activations", "--quick"])
     assert args.out is None and default_folder(args.command, args.quick) == "results/quick/activations"

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import report, training
+from experiments import report
+
+from experiments.runs import training
 from experiments.cli import main
 from experiments.stats import mean_ci, t_quantile_975
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from experiments import store as results_store
-from experiments import studies, training
+from experiments.commands import studies
+from experiments.runs import training
 from experiments.data import load_mnist
 from experiments.files import write_csv
-from experiments.studies import Arm, choose_lr, train_pending, tune_then_rerun
-from experiments.training import RunConfig
+from experiments.commands.studies import Arm, choose_lr, train_pending, tune_then_rerun
+from experiments.runs.training import RunConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -148,7 +149,7 @@ def test_study_grids_are_valid_and_quick_is_smaller():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_cuda_train_pending_stacks_seeds_and_lrs(tmp_path, monkeypatch):
-    from experiments import stacked
+    from experiments.runs import stacked
 
     groups = []
     real = stacked.train_stacked

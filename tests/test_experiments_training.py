@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.data import load_mnist
-from experiments.training import RunConfig, train
+from experiments.runs.training import RunConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import training
+from experiments.runs import training
 from experiments.data import MNIST, Split, load_mnist
-from experiments.stacked import StackedTrainer, stack_group_key, train_stacked
-from experiments.training import RunConfig
+from experiments.runs.stacked import StackedTrainer, stack_group_key, train_stacked
+from experiments.runs.training import RunConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 N_TRAIN = 1000

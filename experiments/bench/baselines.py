@@ -26,8 +26,8 @@ import torch_ref
 from manual.activations import get_activation
 from manual.losses import DEFAULT_OUTPUT_ACTIVATION, softmax
 
-from .data import DEFAULT_ROOT, N_TRAIN, ensure_mnist_files
-from .training import RunConfig, make_torch_optimizer
+from experiments.data import DEFAULT_ROOT, N_TRAIN, ensure_mnist_files
+from experiments.runs.training import RunConfig, make_torch_optimizer
 
 
 class PerExampleLoop:

@@ -34,8 +34,8 @@ from manual.init import INITS
 from manual.losses import LOSSES
 from manual.network import DTYPES
 
-from .cli import positive_int
-from .files import write_csv
+from experiments.cli import positive_int
+from experiments.files import write_csv
 
 N_INPUTS, N_CLASSES = 6, 4  # input and output widths of the checked networks
 DEFAULT_DEPTHS = (1, 2, 3, 6)

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .bench import HEADLINE
-from .data import N_TRAIN
-from .files import write_atomically, write_csv
-from .report import md_table
+from experiments.bench import HEADLINE
+from experiments.data import N_TRAIN
+from experiments.files import write_atomically, write_csv
+from experiments.report import md_table
 
 COLUMNS = ("kind", "config", "layer_sizes", "hidden_width", "batch_size", "implementation", "dtype", "device",
            "models", "threads", "repeats", "measured_examples", "median_s_per_epoch", "min_s_per_epoch",

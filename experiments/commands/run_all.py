@@ -28,7 +28,7 @@ def steps(args) -> list:
 
 
 def run(args) -> int:
-    from .cli import build_parser
+    from experiments.cli import build_parser
 
     parser = build_parser()
     code, start = 0, time.perf_counter()
@@ -44,7 +44,7 @@ def run(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from .studies import add_device_options
+    from experiments.commands.studies import add_device_options
 
     p = subparsers.add_parser(
         "all", help="everything in sequence: gradcheck, activations, optimizers, backends, report",

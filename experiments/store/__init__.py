@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .files import write_csv
-from .training import RunResult
+from experiments.files import write_csv
+from experiments.runs.training import RunResult
 
 RUN_TABLES = ("epochs", "layers", "runs")  # the order of the writes: runs.csv last
 OTHER_TABLES = ("plan", "environment")

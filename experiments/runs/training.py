@@ -29,11 +29,12 @@ import manual
 from manual.activations import ACTIVATIONS
 from manual.optim import lr_scheduler as manual_schedules
 
-from .data import MNIST
+from experiments.data import MNIST
 
 PROBE_SIZE = 1000  # validation images used for the per-layer diagnostics
 SATURATION = 0.01  # a unit is saturated when f'(z) < 1% of sup f' for every probe example
 SCHEDULES = ("none", "StepLR", "CosineAnnealingLR")
+KEY_SCHEMA = 1  # bumped only when the meaning of a RunConfig field changes (see RunConfig.key)
 FUSED_ON_CPU = ("Adam", "AdamW")  # stepped by their fused kernel on the CPU (see make_torch_optimizer)
 
 
@@ -84,8 +85,15 @@ class RunConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
     def key(self) -> str:
-        """A short stable hash of the config: the run's identity for resuming sweeps."""
-        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """A short stable hash of the config: the run's identity for resuming studies.
+
+        Only the fields that differ from their defaults enter the hash (with ``KEY_SCHEMA``), so adding a
+        new field with a default leaves every existing key, and every half-finished study, as it was.
+        Bump ``KEY_SCHEMA`` only when the meaning of an existing field changes.
+        """
+        changed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if getattr(self, f.name) != f.default}
+        text = json.dumps({"schema": KEY_SCHEMA, **changed}, sort_keys=True, default=list)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
     def optimizer_kwargs(self) -> dict:

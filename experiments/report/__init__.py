@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import store as results_store
-from .files import write_atomically
-from .stats import mean_ci
-from .training import RunConfig
+from experiments import store as results_store
+from experiments.files import write_atomically
+from experiments.stats import mean_ci
+from experiments.runs.training import RunConfig
 
 NOUNS = {"activations": "activation", "optimizers": "optimizer", "backends": "backend"}
 TITLES = {"activations": "Activation functions", "optimizers": "Optimizers",

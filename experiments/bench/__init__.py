@@ -39,12 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import training
-from .baselines import DataLoaderWay, PerExampleLoop
-from .cli import positive_int
-from .data import DEFAULT_ROOT, N_TRAIN, load_mnist
-from .stacked import StackedTrainer
-from .training import RunConfig
+from experiments.runs import training
+from experiments.bench.baselines import DataLoaderWay, PerExampleLoop
+from experiments.cli import positive_int
+from experiments.data import DEFAULT_ROOT, N_TRAIN, load_mnist
+from experiments.runs.stacked import StackedTrainer
+from experiments.runs.training import RunConfig
 
 CONFIGS = {
     "classic": RunConfig((784, 30, 10), "sigmoid", "mse", "normal", "SGD", 3.0, batch_size=10, dtype="float64"),
@@ -373,7 +373,7 @@ def machine(threads: dict) -> dict:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from . import bench_report
+    from experiments.bench import report as bench_report
 
     settings = Settings.quick(args.repeats) if args.quick else Settings(repeats=args.repeats or Settings.repeats)
     if args.device == "cuda" and not cuda_available():

@@ -34,11 +34,11 @@ import pandas as pd
 
 from manual.activations import ACTIVATIONS
 
-from . import training
-from .cli import positive_int
-from .data import DEFAULT_ROOT, N_TRAIN, load_mnist
-from .store import Store
-from .training import RunConfig, resolve_device
+from experiments.runs import training
+from experiments.cli import positive_int
+from experiments.data import DEFAULT_ROOT, N_TRAIN, load_mnist
+from experiments.store import Store
+from experiments.runs.training import RunConfig, resolve_device
 
 SHALLOW = (784, 128, 128, 10)  # 2 hidden layers
 DEEP = (784,) + (64,) * 8 + (10,)  # 8 hidden layers
@@ -154,7 +154,7 @@ def train_pending(configs, data, device: str, store: Store, force: bool = False,
     bar = tqdm(total=len(pending), desc=f"runs → {store.folder}", unit="run", disable=not progress)
     sequential = list(pending.values())
     if device == "cuda":
-        from .stacked import stack_group_key, train_stacked
+        from experiments.runs.stacked import stack_group_key, train_stacked
 
         groups: dict = {}
         for config in [c for c in sequential if c.backend == "torch"]:
@@ -245,7 +245,7 @@ def open_study(args, grid: Grid):
 
 def finish_study(store: Store) -> int:
     """Rebuild the study's report and say what was done."""
-    from . import report
+    from experiments import report
 
     path = report.write_study_report(store.folder)
     runs = store.tables.runs

@@ -15,11 +15,11 @@ import pandas as pd
 import manual
 from manual.network import DTYPES
 
-from .data import load_mnist
-from .store import Store
-from .cli import positive_int
-from .studies import add_device_options, use_device
-from .training import SCHEDULES, RunConfig, train
+from experiments.data import load_mnist
+from experiments.store import Store
+from experiments.cli import positive_int
+from experiments.commands.studies import add_device_options, use_device
+from experiments.runs.training import SCHEDULES, RunConfig, train
 
 DEFAULTS = RunConfig()
 

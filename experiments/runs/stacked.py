@@ -37,9 +37,9 @@ import torch.nn.functional as F
 
 import torch_ref
 
-from . import training
-from .data import MNIST
-from .training import PROBE_SIZE, RunConfig, RunRecorder, RunResult
+from experiments.runs import training
+from experiments.data import MNIST
+from experiments.runs.training import PROBE_SIZE, RunConfig, RunRecorder, RunResult
 
 UNSTACKED_FIELDS = ("seed", "lr")  # what may differ between the runs of one stack
 
