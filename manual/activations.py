@@ -36,8 +36,11 @@ class Activation(NamedTuple):
     name: str
     f: Callable[[np.ndarray], np.ndarray]
     df: Callable[[np.ndarray], np.ndarray]
-    max_slope: float  # sup |f'(z)|, the reference for "saturated" (f' < 1% of it)
+    max_slope: float  # sup |f'(z)|
     df_from_output: Callable[[np.ndarray], np.ndarray] | None = None
+    # ``saturated(a)``: the mask of outputs a = f(z) in the activation's flat tails, where f' ≈ 0 and learning
+    # stalls (Glorot & Bengio 2010); None for an activation without such tails (ReLU's flat side is "dead").
+    saturated: Callable[[np.ndarray], np.ndarray] | None = None
 
     def derivative(self, z: np.ndarray, a: np.ndarray) -> np.ndarray:
         """f'(z) given also a = f(z): the same numbers as ``df(z)``, from ``a`` when that is cheaper."""
@@ -58,6 +61,19 @@ def d_sigmoid_from_output(s):
 def d_sigmoid(z):
     """σ'(z) = σ(z)·(1 − σ(z))."""
     return d_sigmoid_from_output(sigmoid(z))
+
+
+SATURATION_MARGIN = 0.03  # an output within 3% of its range's end is in a flat tail (Glorot & Bengio 2010)
+
+
+def sigmoid_saturated(s):
+    """σ within 0.03 of 0 or 1: σ' = σ(1 − σ) < 0.03 there, under 12% of its peak ¼."""
+    return (s < SATURATION_MARGIN) | (s > 1 - SATURATION_MARGIN)
+
+
+def tanh_saturated(t):
+    """|tanh| > 0.97: tanh' = 1 − tanh² < 0.06 there."""
+    return np.abs(t) > 1 - SATURATION_MARGIN
 
 
 def tanh(z):
@@ -155,8 +171,8 @@ def d_identity(z):
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in [
-        Activation("sigmoid", sigmoid, d_sigmoid, 0.25, d_sigmoid_from_output),
-        Activation("tanh", tanh, d_tanh, 1.0, d_tanh_from_output),
+        Activation("sigmoid", sigmoid, d_sigmoid, 0.25, d_sigmoid_from_output, sigmoid_saturated),
+        Activation("tanh", tanh, d_tanh, 1.0, d_tanh_from_output, tanh_saturated),
         Activation("relu", relu, d_relu, 1.0),
         Activation("leaky_relu", leaky_relu, d_leaky_relu, 1.0),
         Activation("elu", elu, d_elu, 1.0),

@@ -11,7 +11,8 @@ from experiments.commands import studies
 from experiments.runs import training
 from experiments.data import load_mnist
 from experiments.files import write_csv
-from experiments.commands.studies import Arm, choose_lr, train_pending, tune_then_rerun
+from experiments.commands.studies import Arm, choose_lr, tune_then_rerun
+from experiments.execute import ExecOptions, train_pending
 from experiments.runs.training import RunConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
@@ -53,8 +54,8 @@ def configs(*lrs, seed=0):
 
 def test_csv_schemas_and_keys_join_the_tables(tmp_path, data, count_training):
     store = results_store.Store(tmp_path)
-    train_pending(configs(0.05) + [dataclasses.replace(BASE, layer_sizes=(784, 16, 16, 10))], data, "cpu", store,
-                  progress=False)
+    train_pending(configs(0.05) + [dataclasses.replace(BASE, layer_sizes=(784, 16, 16, 10))], data, store,
+                  ExecOptions(device="cpu", progress=False))
     runs, epochs, layers = (pd.read_csv(tmp_path / f"{name}.csv", dtype={"key": str})
                             for name in ("runs", "epochs", "layers"))
     assert set(runs.columns) == RUN_COLUMNS
@@ -69,19 +70,19 @@ def test_csv_schemas_and_keys_join_the_tables(tmp_path, data, count_training):
 
 def test_a_repeated_sweep_trains_nothing(tmp_path, data, count_training):
     sweep = configs(0.01, 0.1)
-    assert train_pending(sweep, data, "cpu", results_store.Store(tmp_path), progress=False) == 2
+    assert train_pending(sweep, data, results_store.Store(tmp_path), ExecOptions(device="cpu", progress=False)) == 2
     assert len(count_training) == 2
-    assert train_pending(sweep, data, "cpu", results_store.Store(tmp_path), progress=False) == 0
+    assert train_pending(sweep, data, results_store.Store(tmp_path), ExecOptions(device="cpu", progress=False)) == 0
     assert len(count_training) == 2
 
 
 def test_force_retrains_each_run_once(tmp_path, data, count_training):
     sweep = configs(0.01, 0.1)
-    train_pending(sweep, data, "cpu", results_store.Store(tmp_path), progress=False)
+    train_pending(sweep, data, results_store.Store(tmp_path), ExecOptions(device="cpu", progress=False))
     store = results_store.Store(tmp_path)
     before = store.tables.runs.set_index("key")["wall_time_s"]
-    assert train_pending(sweep, data, "cpu", store, force=True, progress=False) == 2
-    assert train_pending(sweep, data, "cpu", store, force=True, progress=False) == 0  # done in this session
+    assert train_pending(sweep, data, store, ExecOptions(device="cpu", force=True, progress=False)) == 2
+    assert train_pending(sweep, data, store, ExecOptions(device="cpu", force=True, progress=False)) == 0  # done in this session
     assert len(count_training) == 4
     after = results_store.load(tmp_path).runs.set_index("key")["wall_time_s"]
     assert len(after) == 2 and not after.equals(before)  # replaced, not appended
@@ -90,7 +91,7 @@ def test_force_retrains_each_run_once(tmp_path, data, count_training):
 
 def test_a_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path, data, count_training):
     store = results_store.Store(tmp_path)
-    train_pending([DIVERGING] + configs(0.05), data, "cpu", store, progress=False)
+    train_pending([DIVERGING] + configs(0.05), data, store, ExecOptions(device="cpu", progress=False))
     runs = results_store.load(tmp_path).runs.set_index("key")
     assert runs.loc[DIVERGING.key(), "status"] == "diverged"
     assert runs.loc[configs(0.05)[0].key(), "status"] == "ok"
@@ -99,7 +100,7 @@ def test_a_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path, data, count_
 
 def test_orphan_rows_of_an_unfinished_run_are_dropped_on_load(tmp_path, data):
     store = results_store.Store(tmp_path)
-    train_pending(configs(0.05), data, "cpu", store, progress=False)
+    train_pending(configs(0.05), data, store, ExecOptions(device="cpu", progress=False))
     orphan = store.tables.epochs.assign(key="deadbeef0000")  # rows written before the run's runs.csv row
     write_csv(pd.concat([store.tables.epochs, orphan]), tmp_path / "epochs.csv")
     tables = results_store.load(tmp_path)
@@ -163,7 +164,7 @@ def test_on_cuda_train_pending_stacks_seeds_and_lrs(tmp_path, monkeypatch):
     data = load_mnist(train_subset=500)
     sweep = configs(0.01, 0.1) + configs(0.01, 0.1, seed=1) + [dataclasses.replace(BASE, activation="tanh")]
     store = results_store.Store(tmp_path)
-    assert train_pending(sweep, data, "cuda", store, progress=False) == 5
+    assert train_pending(sweep, data, store, ExecOptions(device="cuda", progress=False)) == 5
     assert sorted(groups) == [1, 4]
     runs = results_store.load(tmp_path).runs
     assert set(runs["device"]) == {"cuda"} and (runs["status"] == "ok").all()

@@ -38,6 +38,7 @@ from experiments.runs import training
 from experiments.cli import positive_int
 from experiments.data import DEFAULT_ROOT, N_TRAIN, load_mnist
 from experiments.store import Store
+from experiments.execute import ExecOptions, train_pending
 from experiments.runs.training import RunConfig, resolve_device
 
 SHALLOW = (784, 128, 128, 10)  # 2 hidden layers
@@ -136,41 +137,6 @@ def optimizer_arms(grid: Grid, quick: bool) -> list[Arm]:
     return arms
 
 
-# --------------------------------------------------------------------------- training what is missing
-def train_pending(configs, data, device: str, store: Store, force: bool = False, progress: bool = True) -> int:
-    """Train the configs that ``store`` lacks (all of them once with ``force``); return how many were trained."""
-    from tqdm.auto import tqdm
-
-    pending = {}
-    for config in configs:
-        key = config.key()
-        if key not in pending and (not store.has(key) or (force and key not in store.added)):
-            pending[key] = config
-    n_train = len(data.train)
-    for config in pending.values():
-        if (config.train_subset or N_TRAIN) != n_train:
-            raise ValueError(f"config wants train_subset={config.train_subset} but the data has {n_train} "
-                             f"training images")
-    bar = tqdm(total=len(pending), desc=f"runs → {store.folder}", unit="run", disable=not progress)
-    sequential = list(pending.values())
-    if device == "cuda":
-        from experiments.runs.stacked import stack_group_key, train_stacked
-
-        groups: dict = {}
-        for config in [c for c in sequential if c.backend == "torch"]:
-            groups.setdefault(stack_group_key(config), []).append(config)
-        sequential = [c for c in sequential if c.backend != "torch"]
-        for group in groups.values():
-            for result in train_stacked(group, data, device, progress):
-                store.add(result)
-                bar.update()
-    for config in sequential:
-        store.add(training.train(config, data, device, progress))
-        bar.update()
-    bar.close()
-    return len(pending)
-
-
 def choose_lr(runs: pd.DataFrame, configs: list[RunConfig]) -> float:
     """The lr of the config whose run reached the best final validation accuracy; diverged (or missing) runs
     never win, ties go to the first config (the smaller rate: grids are ascending)."""
@@ -191,13 +157,14 @@ def tune_then_rerun(study: str, arms: list[Arm], seeds, data, device: str, store
     tune = {arm: [arm.config(lr, TUNE_SEED) for lr in arm.lrs] for arm in arms}
     plan = [row for arm in arms for row in plan_rows(study, arm, "tune", tune[arm])]
     store.save("plan", pd.DataFrame(plan))
-    train_pending([c for configs in tune.values() for c in configs], data, device, store, force, progress)
+    options = ExecOptions(device=device, force=force, progress=progress)
+    train_pending([c for configs in tune.values() for c in configs], data, store, options)
 
     chosen = {arm: choose_lr(store.tables.runs, tune[arm]) for arm in arms}
     final = {arm: [arm.config(chosen[arm], seed) for seed in seeds] for arm in arms}
     plan += [row for arm in arms for row in plan_rows(study, arm, "seeds", final[arm])]
     store.save("plan", pd.DataFrame(plan))
-    train_pending([c for configs in final.values() for c in configs], data, device, store, force, progress)
+    train_pending([c for configs in final.values() for c in configs], data, store, options)
     return chosen
 
 
@@ -280,8 +247,8 @@ def run_backends(args) -> int:
     configs = {arm: [arm.config(base.lr, seed) for seed in range(grid.seeds)] for arm in arms}
     store.save("plan", pd.DataFrame([row for arm in arms for row in plan_rows("backends", arm, "seeds",
                                                                               configs[arm])]))
-    train_pending([c for cs in configs.values() for c in cs], data, device, store, args.force,
-                  not args.no_progress)
+    train_pending([c for cs in configs.values() for c in cs], data, store,
+                  ExecOptions(device=device, force=args.force, progress=not args.no_progress))
     return finish_study(store)
 
 

@@ -32,7 +32,6 @@ from manual.optim import lr_scheduler as manual_schedules
 from experiments.data import MNIST
 
 PROBE_SIZE = 1000  # validation images used for the per-layer diagnostics
-SATURATION = 0.01  # a unit is saturated when f'(z) < 1% of sup f' for every probe example
 SCHEDULES = ("none", "StepLR", "CosineAnnealingLR")
 KEY_SCHEMA = 1  # bumped only when the meaning of a RunConfig field changes (see RunConfig.key)
 FUSED_ON_CPU = ("Adam", "AdamW")  # stepped by their fused kernel on the CPU (see make_torch_optimizer)
@@ -125,12 +124,19 @@ def batch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def layer_stats(derivative: np.ndarray, activation: np.ndarray, grad_norm: float, max_slope: float) -> dict:
-    """Per-layer diagnostics from f'(z) and f(z) over the probe batch, shapes (B, units)."""
+def layer_stats(derivative: np.ndarray, activation: np.ndarray, grad_norm: float, act) -> dict:
+    """Per-layer diagnostics from f'(z) and a = f(z) over the probe batch, shapes (B, units).
+
+    - ``dead_frac``: the fraction of units whose f' is exactly 0 on every probe example (ReLU's dead units);
+    - ``saturated_frac``: the fraction of (example, unit) pairs whose output lies in the activation's flat
+      tails (``act.saturated``, Glorot & Bengio 2010: |tanh| > 0.97, σ within 0.03 of 0 or 1); NaN for an
+      activation without such tails, where it would only repeat ``dead_frac``.
+    """
+    saturated = math.nan if act.saturated is None else float(np.mean(act.saturated(activation)))
     return {
         "grad_norm": grad_norm,
         "dead_frac": float(np.mean(np.all(derivative == 0, axis=0))),
-        "saturated_frac": float(np.mean(np.all(np.abs(derivative) < SATURATION * max_slope, axis=0))),
+        "saturated_frac": saturated,
         "act_mean": float(activation.mean()),
         "act_std": float(activation.std()),
     }
@@ -193,8 +199,7 @@ class ManualBackend:
         outputs = trace.inputs[1:] + [trace.output]  # a_l = f(z_l), kept by the forward pass
         for l, (z, a) in enumerate(zip(trace.pre_activations, outputs)):
             act = self.net.activation if l < self.net.n_layers - 1 else self.net.output_activation
-            rows.append(layer_stats(act.df(z), a, float(np.linalg.norm(grads[f"layers.{l}.weight"])),
-                                    act.max_slope))
+            rows.append(layer_stats(act.df(z), a, float(np.linalg.norm(grads[f"layers.{l}.weight"])), act))
         return rows
 
     def end_epoch(self) -> float:
@@ -302,7 +307,7 @@ def probe_torch(model, X, y) -> list[dict]:
         a = act(z)
         (derivative,) = torch.autograd.grad(a.sum(), z)
         rows.append(layer_stats(derivative.cpu().numpy(), a.detach().cpu().numpy(), float(grads[l].norm()),
-                                ACTIVATIONS[name].max_slope))
+                                ACTIVATIONS[name]))
     return rows
 
 
