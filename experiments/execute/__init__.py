@@ -30,6 +30,23 @@ class ExecOptions:
     plugins: tuple = field(default_factory=tuple)  # plug-in specs every worker loads before training
 
 
+def add_executor_options(p) -> None:
+    """--workers, --executor, --address and --no-stack, shared by every command that runs a study."""
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="runs trained at once by a local process pool (default: %(default)s)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: this machine's process pool; ray: Ray tasks (default: %(default)s)")
+    p.add_argument("--address", metavar="ADDR", help="with --executor ray: an existing Ray cluster's address")
+    p.add_argument("--no-stack", action="store_true", help="never train several runs as one stacked model")
+
+
+def options_from_args(args, device: str, plugins=()) -> ExecOptions:
+    """The ``ExecOptions`` a command's parsed arguments ask for."""
+    return ExecOptions(device=device, executor=args.executor, workers=args.workers, address=args.address,
+                       stack=not args.no_stack, force=getattr(args, "force", False),
+                       progress=not getattr(args, "no_progress", False), plugins=tuple(plugins))
+
+
 def pending_configs(configs, store, force: bool = False) -> list[RunConfig]:
     """The configs ``store`` lacks (all of them once with ``force``), each key once, in order."""
     pending = {}

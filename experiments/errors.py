@@ -1,0 +1,13 @@
+"""The suite's own errors: a user's mistake, told in one line.
+
+Every error a user can cause (a bad option, a damaged file, a broken plug-in, a bad spec) is raised as a
+``UserError`` (or a subclass) with a message that names the value and what is allowed; the command line
+prints it as one line on stderr and exits non-zero, with no traceback unless ``--debug`` is given.
+The library's constructors raise ``ValueError`` for bad arguments, as NumPy and PyTorch do; the command
+line treats those the same way.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in what the user gave the suite; ``str()`` is the whole message."""
