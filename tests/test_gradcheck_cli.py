@@ -48,7 +48,7 @@ def test_float32_passes_with_its_own_tolerances(tmp_path, capsys):
 
 def test_a_wrong_derivative_fails(tmp_path, monkeypatch, capsys):
     """tanh'(z) written as 1 − tanh(z) instead of 1 − tanh²(z): both references must catch it."""
-    monkeypatch.setitem(ACTIVATIONS, "tanh", Activation("tanh", tanh, lambda z: 1 - np.tanh(z), 1.0))
+    monkeypatch.setitem(ACTIVATIONS, "tanh", Activation("tanh", tanh, lambda z: 1 - np.tanh(z), max_slope=1.0))
     assert main(["gradcheck", *SMALL_GRID, "--out", str(tmp_path)]) == 1
     _, rows = read_rows(tmp_path)
     broken = [r for r in rows if r["activation"] == "tanh"]
