@@ -264,7 +264,7 @@ def validate(act: Activation) -> None:
     The contract: element-wise, the shape and dtype of z in and out, finite values for moderate z. (The
     full check of the derivative, with the location of any error, is ``experiments.gradcheck.check_activation``.)
     """
-    grid = np.concatenate([np.linspace(-6.0, 6.0, 13), [-30.0, -0.5, 0.5, 30.0]]).reshape(3, 2, 3)
+    grid = np.concatenate([np.linspace(-6.0, 6.0, 13), [-30.0, -0.5, 0.5, 1e-3, 30.0]]).reshape(3, 2, 3)
     with np.errstate(all="ignore"):
         for dtype in (np.float64, np.float32):
             z = grid.astype(dtype)
