@@ -74,7 +74,10 @@ def measure_max_slope(df) -> float:
     """sup |df(z)| over z in [−50, 50]: a grid of step 1e-3, then a grid 1000× finer around its maximum."""
     with np.errstate(all="ignore"):
         z = np.linspace(-50.0, 50.0, 100_001)
-        slope = np.abs(np.asarray(df(z), dtype=np.float64))
+        try:
+            slope = np.abs(np.asarray(df(z), dtype=np.float64))
+        except Exception:  # the user's df: register() calls it again and reports the error
+            return math.nan
         if slope.shape != z.shape or not np.any(np.isfinite(slope)):
             return math.nan  # a df this broken is refused by register(), which says why
         peak = z[np.nanargmax(slope)]

@@ -85,7 +85,8 @@ class Loss(NamedTuple):
     output_activation: str = "identity"
 
     def __call__(self, z: np.ndarray, y: np.ndarray, output: Activation, a: np.ndarray | None = None) -> LossResult:
-        return self.fn(z, y, output, a)
+        loss, dz = self.fn(z, y, output, a)  # a plain (loss, dz) tuple is fine too
+        return LossResult(loss, dz)
 
 
 BUILTIN_LOSSES = {"mse": Loss("mse", mse, output_activation="sigmoid"),
