@@ -47,5 +47,5 @@ def mish_torch(z):
     return z * torch.tanh(F.softplus(z))
 
 
-# Everything the suite needs; max_slope (sup |mish'| ≈ 1.0998) is measured when not given.
+# Everything the suite needs; max_slope (sup |mish'| ≈ 1.0885, at z ≈ 1.49) is measured when not given.
 mish_activation = Activation("mish", mish, d_mish, torch_fn=mish_torch)
