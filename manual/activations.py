@@ -10,6 +10,9 @@ mirror them exactly: ``leaky_relu`` has slope 0.01 (``nn.LeakyReLU()``),
 ``elu`` has α = 1 (``nn.ELU()``), ``swish`` is ``nn.SiLU``, ``gelu`` is
 ``nn.GELU(approximate="tanh")`` and ``softplus`` is ``nn.Softplus()`` with
 β = 1 and its linear regime above z = 20.
+
+Your own activation is an ``Activation`` too: ``register(Activation("mish", f, df, torch_fn))``
+makes its name valid everywhere a built-in's is (``examples/mish.py``).
 """
 from __future__ import annotations
 
