@@ -10,18 +10,17 @@ of the output layer, since that is where backpropagation starts.
 - ``cross_entropy``: softmax output, E = −log softmax(z)_y = logsumexp(z) − z_y,
   so ∂E/∂z = softmax(z) − onehot(y), divided by B. Computed via log-sum-exp,
   so E is finite even when a probability underflows to 0.
+
+Your own loss is a ``Loss`` record, made usable by name with ``register_loss`` (see ``Loss``).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from .activations import Activation
-
-# The activation of the output units each loss expects unless told otherwise.
-DEFAULT_OUTPUT_ACTIVATION = {"mse": "sigmoid", "cross_entropy": "identity"}
-LOSSES = tuple(DEFAULT_OUTPUT_ACTIVATION)
 
 
 def one_hot(y: np.ndarray, n_classes: int, dtype) -> np.ndarray:
@@ -66,10 +65,101 @@ def cross_entropy(z: np.ndarray, y: np.ndarray, output: Activation, a: np.ndarra
     return LossResult(loss, d_scores * output.derivative(z, scores))
 
 
-LOSS_FUNCTIONS = {"mse": mse, "cross_entropy": cross_entropy}
+class Loss(NamedTuple):
+    """A loss with its hand-written gradient: a built-in or your own.
+
+    Args:
+        name: the name it is registered and looked up under (``MLP(..., loss=name)``).
+        fn: ``fn(z, y, output, a=None) -> LossResult(loss, dz)``: z the output layer's pre-activations (B, C),
+            y the (B,) integer labels, ``output`` the output units' ``Activation`` and ``a`` = output.f(z) when
+            the caller has it. Returns the batch-mean loss and dz = ∂E/∂z, the gradient with respect to the
+            *pre-activation*, with ``output.derivative`` applied by hand (see ``mse``).
+        torch_fn: ``torch_fn(out, y) -> scalar tensor``, the same loss on ``torch_ref``'s output activations
+            (out = output.torch_fn(z)); autograd then gives its gradient. Optional (torch_ref needs it).
+        output_activation: the output units' activation unless the network says otherwise.
+    """
+
+    name: str
+    fn: Callable
+    torch_fn: Callable | None = None
+    output_activation: str = "identity"
+
+    def __call__(self, z: np.ndarray, y: np.ndarray, output: Activation, a: np.ndarray | None = None) -> LossResult:
+        loss, dz = self.fn(z, y, output, a)  # a plain (loss, dz) tuple is fine too
+        return LossResult(loss, dz)
 
 
-def get_loss(name: str):
-    if name not in LOSS_FUNCTIONS:
+BUILTIN_LOSSES = {"mse": Loss("mse", mse, output_activation="sigmoid"),
+                  "cross_entropy": Loss("cross_entropy", cross_entropy, output_activation="identity")}
+# The registry: every name ``MLP``, ``torch_ref`` and the commands accept; ``register_loss`` adds to it.
+LOSSES: dict[str, Loss] = dict(BUILTIN_LOSSES)
+
+
+class _DefaultOutputs(Mapping):
+    """loss name → the activation its output units get unless told otherwise (read from ``LOSSES``)."""
+
+    def __getitem__(self, name):
+        return LOSSES[name].output_activation
+
+    def __iter__(self):
+        return iter(LOSSES)
+
+    def __len__(self):
+        return len(LOSSES)
+
+
+DEFAULT_OUTPUT_ACTIVATION = _DefaultOutputs()
+
+
+def get_loss(name: str) -> Loss:
+    if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
-    return LOSS_FUNCTIONS[name]
+    return LOSSES[name]
+
+
+def register_loss(loss: Loss, override: bool = False) -> Loss:
+    """Make ``loss`` usable by its name everywhere a built-in is; returns it.
+
+    ``fn`` is first tried on a small batch (``validate_loss``). The same object twice is a no-op; a taken name
+    is refused unless ``override`` (never for a built-in).
+    """
+    if not isinstance(loss, Loss):
+        raise ValueError(f"register_loss() takes a manual.losses.Loss, got {type(loss).__name__}")
+    if LOSSES.get(loss.name) is loss:
+        return loss
+    if loss.name in BUILTIN_LOSSES:
+        raise ValueError(f"loss {loss.name!r} clashes with the built-in of that name; choose another name")
+    if loss.name in LOSSES and not override:
+        raise ValueError(f"loss {loss.name!r} is already registered (by another plug-in); choose another name or "
+                         "register_loss(..., override=True)")
+    validate_loss(loss)
+    LOSSES[loss.name] = loss
+    return loss
+
+
+def unregister_loss(name: str) -> None:
+    """Remove a registered plug-in loss (built-ins stay)."""
+    if name in BUILTIN_LOSSES:
+        raise ValueError(f"loss {name!r} is a built-in and cannot be unregistered")
+    LOSSES.pop(name, None)
+
+
+def validate_loss(loss: Loss) -> None:
+    """Refuse a loss whose ``fn`` breaks the contract on a small batch: raises ValueError saying how."""
+    from .activations import get_activation
+
+    if not callable(loss.fn) or (loss.torch_fn is not None and not callable(loss.torch_fn)):
+        raise ValueError(f"loss {loss.name!r}: fn (and torch_fn, if given) must be functions")
+    output = get_activation(loss.output_activation)
+    rng = np.random.default_rng(0)
+    z, y = rng.standard_normal((3, 4)), np.array([0, 3, 1])
+    with np.errstate(all="ignore"):
+        try:
+            value, dz = loss.fn(z, y, output, None)
+        except Exception as err:  # the user's code: any exception is theirs to see
+            raise ValueError(f"loss {loss.name!r}: fn(z, y, output) raised {type(err).__name__}: {err}") from err
+    if not np.isfinite(value) or np.ndim(value) != 0:
+        raise ValueError(f"loss {loss.name!r}: fn must return a finite scalar loss first, got {value!r}")
+    if np.shape(dz) != z.shape or not np.all(np.isfinite(dz)):
+        raise ValueError(f"loss {loss.name!r}: fn's gradient dz must be finite, of z's shape {z.shape}; got shape "
+                         f"{np.shape(dz)}")

@@ -31,7 +31,8 @@ def test_small_grid_passes_and_writes_one_row_per_parameter(tmp_path, capsys):
         ("layers.2.weight", "4x5"), ("layers.2.bias", "4")]
     for r in rows:
         assert float(r["max_rel_err_autograd"]) <= 1e-10 and float(r["max_rel_err_fd"]) <= 1e-6
-    assert [p.name for p in tmp_path.iterdir()] == ["gradcheck.csv"]  # no temporary file left behind
+    # no temporary file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["failures.csv", "functions.csv", "gradcheck.csv"]
     out = capsys.readouterr().out
     assert "40/40 rows passed" in out
     assert all(f"{a:<11} {loss:<14}" in out for a in ("tanh", "relu") for loss in ("mse", "cross_entropy"))
@@ -48,7 +49,7 @@ def test_float32_passes_with_its_own_tolerances(tmp_path, capsys):
 
 def test_a_wrong_derivative_fails(tmp_path, monkeypatch, capsys):
     """tanh'(z) written as 1 − tanh(z) instead of 1 − tanh²(z): both references must catch it."""
-    monkeypatch.setitem(ACTIVATIONS, "tanh", Activation("tanh", tanh, lambda z: 1 - np.tanh(z), 1.0))
+    monkeypatch.setitem(ACTIVATIONS, "tanh", Activation("tanh", tanh, lambda z: 1 - np.tanh(z), max_slope=1.0))
     assert main(["gradcheck", *SMALL_GRID, "--out", str(tmp_path)]) == 1
     _, rows = read_rows(tmp_path)
     broken = [r for r in rows if r["activation"] == "tanh"]

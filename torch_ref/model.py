@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from manual.init import init_params
-from manual.losses import DEFAULT_OUTPUT_ACTIVATION, LOSSES
+from manual.activations import get_activation
+from manual.losses import BUILTIN_LOSSES, DEFAULT_OUTPUT_ACTIVATION, get_loss
 from manual.network import check_layer_sizes, check_state_dict
 
 # name → factory of PyTorch's module for that activation (constants as in manual.activations)
@@ -32,10 +33,29 @@ ACTIVATION_MODULES = {
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+class PluginActivation(nn.Module):
+    """A registered plug-in activation: its ``torch_fn`` as a module; autograd differentiates it."""
+
+    def __init__(self, name: str, torch_fn):
+        super().__init__()
+        self.name, self.torch_fn = name, torch_fn
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.torch_fn(z)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
 def activation_module(name: str) -> nn.Module:
-    if name not in ACTIVATION_MODULES:
-        raise ValueError(f"unknown activation {name!r}; valid activations: {', '.join(ACTIVATION_MODULES)}")
-    return ACTIVATION_MODULES[name]()
+    """PyTorch's own module for a built-in; a plug-in's ``torch_fn`` (which it must have) otherwise."""
+    if name in ACTIVATION_MODULES:
+        return ACTIVATION_MODULES[name]()
+    act = get_activation(name)  # unknown names: the error lists the valid ones
+    if act.torch_fn is None:
+        raise ValueError(f"activation {name!r} has no torch_fn, so torch_ref cannot build it; give "
+                         f"Activation({name!r}, f, df, torch_fn=...) the same function on tensors")
+    return PluginActivation(name, act.torch_fn)
 
 
 def torch_dtype(dtype) -> torch.dtype:
@@ -57,8 +77,10 @@ class MLP(nn.Module):
     def __init__(self, layer_sizes, activation="sigmoid", loss="mse", init="normal", seed=0,
                  dtype=torch.float64, output_activation=None, device=None):
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; valid losses: {', '.join(LOSSES)}")
+        self.loss_fn = get_loss(loss).torch_fn  # a plug-in's; the built-ins are computed in ``loss``
+        if loss not in BUILTIN_LOSSES and self.loss_fn is None:
+            raise ValueError(f"loss {loss!r} has no torch_fn, so torch_ref cannot compute it; give "
+                             f"Loss({loss!r}, fn, torch_fn=...) the same loss on tensors")
         self.layer_sizes = check_layer_sizes(layer_sizes)
         self.spec = dict(layer_sizes=self.layer_sizes, activation=activation, loss=loss, init=init,
                          output_activation=output_activation or DEFAULT_OUTPUT_ACTIVATION[loss])
@@ -93,6 +115,8 @@ class MLP(nn.Module):
         out = self.forward(X)
         if self.loss_name == "cross_entropy":
             return F.cross_entropy(out, y)
+        if self.loss_name != "mse":
+            return self.loss_fn(out, y)
         target = F.one_hot(y, out.shape[1]).to(out.dtype)
         return 0.5 * F.mse_loss(out, target, reduction="sum") / out.shape[0]
 

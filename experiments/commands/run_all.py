@@ -20,8 +20,9 @@ def results_folder(args) -> str:
 def steps(args) -> list:
     """The argument lists of the commands ``all`` runs."""
     results = results_folder(args)
-    out = [["gradcheck", "--out", os.path.join(results, "gradcheck")]]
-    shared = ["--device", args.device, "--threads", str(args.threads), "--data-dir", args.data_dir]
+    plugins = [token for spec in getattr(args, "plugins", ()) for token in ("--plugin", spec)]
+    out = [["gradcheck", "--out", os.path.join(results, "gradcheck")] + plugins]
+    shared = ["--device", args.device, "--threads", str(args.threads), "--data-dir", args.data_dir] + plugins
     shared += ["--quick"] * args.quick + ["--force"] * args.force + ["--no-progress"] * args.no_progress
     out += [[study, "--out", os.path.join(results, study)] + shared for study in STUDIES]
     return out + [["report", "--results", results]]

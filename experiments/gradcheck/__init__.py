@@ -1,6 +1,12 @@
-"""``python -m experiments gradcheck``: proof that the hand-written gradients are right.
+"""Proof that hand-written gradients are right: whole networks here, one function at a time in ``checks``.
 
-For every (activation, loss, depth) of a grid it builds a tiny ``manual.MLP``,
+``checks`` holds the checks of one function a user brings (``check_activation``,
+``check_backward`` for a layer, ``check_loss``), each returning a ``GradReport`` that
+says where a derivative is wrong; they are re-exported here. The command
+``python -m experiments gradcheck`` (``experiments.commands.gradcheck``) runs them
+and the network grid below.
+
+For every (activation, loss, depth) of a grid, ``run_grid`` builds a tiny ``manual.MLP``,
 computes ∂E/∂θ by hand-written backpropagation and compares every parameter
 tensor against two independent references:
 
@@ -9,33 +15,26 @@ tensor against two independent references:
 - centred finite differences of ``manual.MLP.loss``, one parameter entry at a
   time, always in float64 (on a float64 copy of the network).
 
-The errors go to ``<out>/gradcheck.csv``, one row per parameter tensor.
+The errors go to ``<out>/gradcheck.csv``, one row per parameter tensor. A plug-in activation
+without ``torch_fn`` has no autograd reference: its autograd columns are NaN and only the
+finite differences decide.
 
 The comparison helpers below (relative errors, finite differences, the torch
 twin of a manual network, kink-free batches) are also what the test suite uses.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import sys
-import time
 from functools import partial
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
 
 import manual
 import torch_ref
-from manual.activations import ACTIVATIONS, SOFTPLUS_THRESHOLD
-from manual.init import INITS
-from manual.losses import LOSSES
-from manual.network import DTYPES
 
-from experiments.cli import positive_int
-from experiments.files import write_csv
+from experiments.gradcheck.checks import (GradReport, check_activation, check_backward, check_loss,
+                                          layer_tolerances)
 
 N_INPUTS, N_CLASSES = 6, 4  # input and output widths of the checked networks
 DEFAULT_DEPTHS = (1, 2, 3, 6)
@@ -51,9 +50,8 @@ FD_STEP = 1e-4
 # comparison (vanishing gradients of deep sigmoid nets): they are compared in absolute terms,
 # |error| ≤ fd_tol·FD_FLOOR·max(1, |E|).
 FD_FLOOR = 1e-4
-# Points where an activation is not twice differentiable (relu's kink, softplus's switch
-# to the linear regime): a finite difference straddling one is not a derivative.
-KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "elu": (0.0,), "softplus": (SOFTPLUS_THRESHOLD,)}
+# Points where an activation is not twice differentiable (``Activation.kinks``: relu's kink,
+# softplus's switch to the linear regime): a finite difference straddling one is not a derivative.
 KINK_MARGIN = 1e-2  # every pre-activation of a checked batch stays this far from a kink (≫ 2·FD_STEP)
 CSV_COLUMNS = ("activation", "loss", "depth", "parameter", "shape", "dtype", "max_abs_err_autograd",
                "max_rel_err_autograd", "max_abs_err_fd", "max_rel_err_fd", "passed")
@@ -154,7 +152,7 @@ def kink_distance(net: manual.MLP, X) -> float:
     """How close any pre-activation of ``X``'s forward pass comes to a kink of the activation applied to it."""
     zs = net.trace(X).pre_activations
     acts = [net.activation] * (len(zs) - 1) + [net.output_activation]
-    return min((float(np.abs(z - kink).min()) for z, act in zip(zs, acts) for kink in KINKS.get(act.name, ())),
+    return min((float(np.abs(z - kink).min()) for z, act in zip(zs, acts) for kink in act.kinks),
                default=float("inf"))
 
 
@@ -186,12 +184,27 @@ class ParamCheck(NamedTuple):
     max_rel_err_fd: float
 
 
+def has_torch_twin(net: manual.MLP) -> bool:
+    """Whether torch_ref can build ``net``: built-ins always, plug-ins only with a ``torch_fn``."""
+    try:
+        torch_ref.model.activation_module(net.activation.name)
+        torch_ref.model.activation_module(net.output_activation.name)
+        return net.loss_name in manual.losses.BUILTIN_LOSSES or manual.losses.LOSSES[net.loss_name].torch_fn is not None
+    except ValueError:
+        return False
+
+
 def check_network(net: manual.MLP, X, y) -> list[ParamCheck]:
-    """Hand-written gradients of ``net`` against autograd and finite differences, one entry per parameter."""
+    """Hand-written gradients of ``net`` against autograd and finite differences, one entry per parameter.
+
+    The autograd errors are NaN when torch_ref cannot build the network (a plug-in without ``torch_fn``).
+    """
     loss, grads = net.loss_and_grads(X, y)
-    _, auto = autograd_loss_and_grads(torch_twin(net), X, y)
+    auto = autograd_loss_and_grads(torch_twin(net), X, y)[1] if has_torch_twin(net) else None
     fd = fd_grads(net, X, y)
-    return [ParamCheck(k, g.shape, max_abs_err(g, auto[k]), max_rel_err(g, auto[k]),
+    nan = float("nan")
+    return [ParamCheck(k, g.shape, nan if auto is None else max_abs_err(g, auto[k]),
+                       nan if auto is None else max_rel_err(g, auto[k]),
                        max_abs_err(g, fd[k]), max_rel_err(g, fd[k], fd_floor(loss))) for k, g in grads.items()]
 
 
@@ -209,8 +222,9 @@ def run_grid(args) -> list[dict]:
                 net = manual.MLP(layer_sizes(depth, args.width), activation, loss, init=args.init,
                                  seed=args.seed, dtype=args.dtype)
                 X, y = kink_free_batch(net, args.batch, args.seed)
+                autograd = has_torch_twin(net)
                 for c in check_network(net, X, y):
-                    passed = c.max_rel_err_autograd <= args.tol and c.max_rel_err_fd <= args.fd_tol
+                    passed = (c.max_rel_err_autograd <= args.tol or not autograd) and c.max_rel_err_fd <= args.fd_tol
                     rows.append(dict(activation=activation, loss=loss, depth=depth, dtype=args.dtype,
                                      **c._asdict(), passed=passed))
     return rows
@@ -228,88 +242,3 @@ def summary(rows: list[dict]) -> str:
         ok = sum(r["passed"] for r in group)
         lines.append(f"{activation:<11} {loss:<14} {auto:>26.2e} {fd:>22.2e}  {ok}/{len(group)} passed")
     return "\n".join(lines)
-
-
-def run(args) -> int:
-    """Run the grid, write the CSV, print the summary; exit code 1 if any row fails."""
-    default_tol, default_fd_tol = DEFAULT_TOLERANCES[args.dtype]
-    args.tol = default_tol if args.tol is None else args.tol
-    args.fd_tol = default_fd_tol if args.fd_tol is None else args.fd_tol
-    start = time.perf_counter()
-    try:
-        rows = run_grid(args)
-    except ValueError as e:
-        print(f"gradcheck: error: {e}", file=sys.stderr)
-        return 2
-    path = os.path.join(args.out, "gradcheck.csv")
-    table = pd.DataFrame(rows, columns=CSV_COLUMNS)
-    write_csv(table.assign(shape=["x".join(map(str, shape)) for shape in table["shape"]]), path)
-    print(f"gradcheck: {len(args.activations)} activations × {len(args.losses)} losses × depths "
-          f"{','.join(map(str, args.depths))}; layers [{N_INPUTS}, {args.width} x depth, {N_CLASSES}], "
-          f"batch {args.batch}, {args.dtype}, init {args.init}, seed {args.seed}")
-    print(summary(rows))
-    for row in rows:
-        if not row["passed"]:
-            print(f"FAILED {row['activation']} {row['loss']} depth {row['depth']} {row['parameter']}: "
-                  f"rel err vs autograd {row['max_rel_err_autograd']:.2e}, vs finite differences "
-                  f"{row['max_rel_err_fd']:.2e}")
-    passed = sum(r["passed"] for r in rows)
-    print(f"{passed}/{len(rows)} rows passed (tolerances: autograd {args.tol:g}, finite differences "
-          f"{args.fd_tol:g}) in {time.perf_counter() - start:.1f} s; wrote {path}")
-    return 0 if passed == len(rows) else 1
-
-
-# ------------------------------------------------------------------------ CLI
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "gradcheck",
-        help="check the hand-written gradients against autograd and finite differences",
-        description="Compare manual.MLP's hand-written gradients with PyTorch autograd (torch_ref.MLP loaded "
-                    "with the same parameters) and with centred finite differences of the loss, for every "
-                    f"activation x loss x depth of a grid of tiny networks ({N_INPUTS} inputs, --width units per "
-                    f"hidden layer, {N_CLASSES} classes). Writes one CSV row per parameter tensor to "
-                    "<out>/gradcheck.csv, prints a summary, and exits 1 if any row fails.",
-    )
-    p.add_argument("--activations", nargs="+", choices=list(ACTIVATIONS), default=list(ACTIVATIONS),
-                   metavar="NAME",
-                   help=f"hidden-layer activations to check (default: all: {', '.join(ACTIVATIONS)})")
-    p.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES), metavar="NAME",
-                   help=f"losses to check (default: {' '.join(LOSSES)})")
-    p.add_argument("--depths", nargs="+", type=positive_int, default=list(DEFAULT_DEPTHS), metavar="N",
-                   help="numbers of hidden layers to check (default: %s)" % " ".join(map(str, DEFAULT_DEPTHS)))
-    p.add_argument("--width", type=positive_int, default=5,
-                   help="units per hidden layer; finite differences cost four forward passes per parameter "
-                        "entry, so keep it small (default: %(default)s)")
-    p.add_argument("--batch", type=positive_int, default=3,
-                   help="rows in the checked mini-batch (default: %(default)s)")
-    p.add_argument("--dtype", choices=list(DTYPES), default="float64",
-                   help="precision of the manual and torch networks; the finite-difference reference is always "
-                        "float64 (default: %(default)s)")
-    p.add_argument("--init", choices=INITS, default="pytorch",
-                   help="parameter initialiser; the default keeps deep nets well scaled with non-zero biases, while "
-                        "'normal' saturates depth-6 nets until finite differences lose their accuracy "
-                        "(default: %(default)s)")
-    p.add_argument("--tol", type=_positive_float, default=None,
-                   help="largest allowed relative error against autograd, max |error| over a tensor divided by "
-                        "the tensor's max |gradient| (default: %g for float64, %g for float32)"
-                        % (DEFAULT_TOLERANCES["float64"][0], DEFAULT_TOLERANCES["float32"][0]))
-    p.add_argument("--fd-tol", type=_positive_float, default=None,
-                   help="largest allowed relative error against fourth-order centred finite differences "
-                        "(step %g), same measure except that the scale is at least %g x max(1, |loss|), below "
-                        "which a float64 finite difference is mostly rounding noise (default: %g for float64, "
-                        "%g for float32)"
-                        % (FD_STEP, FD_FLOOR, DEFAULT_TOLERANCES["float64"][1], DEFAULT_TOLERANCES["float32"][1]))
-    p.add_argument("--out", default=os.path.join("results", "gradcheck"),
-                   help="output directory for gradcheck.csv (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the parameters and of the batch; the batch is redrawn (seed + 1, …) until no "
-                        f"pre-activation lies within {KINK_MARGIN:g} of a kink such as relu's (default: %(default)s)")
-    p.set_defaults(run=run)
-    return p
