@@ -17,6 +17,7 @@ twin of a manual network, kink-free batches) are also what the test suite uses.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -51,11 +52,16 @@ FD_STEP = 1e-4
 # comparison (vanishing gradients of deep sigmoid nets): they are compared in absolute terms,
 # |error| ≤ fd_tol·FD_FLOOR·max(1, |E|).
 FD_FLOOR = 1e-4
+# Some gradients are exactly 0 in exact arithmetic (with batch norm and the identity activation, every β but
+# the last is cancelled by the next layer's mean subtraction): both implementations then return rounding
+# noise, which no relative comparison can judge. Entries below GRAD_FLOOR × the network's largest gradient
+# entry are compared with autograd in absolute terms, |error| ≤ tol·GRAD_FLOOR·max|∂E/∂θ|.
+GRAD_FLOOR = 1e-4
 # Points where an activation is not twice differentiable (relu's kink, softplus's switch
 # to the linear regime): a finite difference straddling one is not a derivative.
 KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "elu": (0.0,), "softplus": (SOFTPLUS_THRESHOLD,)}
 KINK_MARGIN = 1e-2  # every pre-activation of a checked batch stays this far from a kink (≫ 2·FD_STEP)
-CSV_COLUMNS = ("activation", "loss", "depth", "parameter", "shape", "dtype", "max_abs_err_autograd",
+CSV_COLUMNS = ("activation", "loss", "depth", "batch_norm", "parameter", "shape", "dtype", "max_abs_err_autograd",
                "max_rel_err_autograd", "max_abs_err_fd", "max_rel_err_fd", "passed")
 
 
@@ -99,14 +105,14 @@ def centred_difference(f, x, h: float = FD_STEP):
 def net_spec(net: manual.MLP) -> dict:
     """The constructor arguments that rebuild ``net`` (its parameters aside)."""
     return dict(layer_sizes=net.layer_sizes, activation=net.activation.name, loss=net.loss_name,
-                init=net.init, seed=net.seed, output_activation=net.output_activation.name)
+                init=net.init, seed=net.seed, output_activation=net.output_activation.name, batch_norm=net.batch_norm)
 
 
 def float64_twin(net: manual.MLP) -> manual.MLP:
-    """A float64 ``manual.MLP`` with ``net``'s spec and parameters."""
+    """A float64 ``manual.MLP`` with ``net``'s spec, parameters, buffers and mode (train/eval)."""
     twin = manual.MLP(**net_spec(net), dtype=np.float64)
     twin.load_state_dict(net.state_dict())
-    return twin
+    return twin.train(net.training)
 
 
 def torch_twin(net: manual.MLP, device=None) -> torch_ref.MLP:
@@ -114,7 +120,7 @@ def torch_twin(net: manual.MLP, device=None) -> torch_ref.MLP:
     tnet = torch_ref.MLP(**net_spec(net), dtype=np.dtype(net.dtype).name, device=device)
     torch_ref.check_same_spec(net, tnet)
     tnet.load_state_dict(torch_ref.to_torch_state(net.state_dict(), device))
-    return tnet
+    return tnet.train(net.training)
 
 
 def autograd_loss_and_grads(tnet: torch_ref.MLP, X, y) -> tuple[float, dict]:
@@ -191,7 +197,8 @@ def check_network(net: manual.MLP, X, y) -> list[ParamCheck]:
     loss, grads = net.loss_and_grads(X, y)
     _, auto = autograd_loss_and_grads(torch_twin(net), X, y)
     fd = fd_grads(net, X, y)
-    return [ParamCheck(k, g.shape, max_abs_err(g, auto[k]), max_rel_err(g, auto[k]),
+    floor = GRAD_FLOOR * max(float(np.abs(g).max(initial=0.0)) for g in grads.values())
+    return [ParamCheck(k, g.shape, max_abs_err(g, auto[k]), max_rel_err(g, auto[k], floor),
                        max_abs_err(g, fd[k]), max_rel_err(g, fd[k], fd_floor(loss))) for k, g in grads.items()]
 
 
@@ -205,14 +212,14 @@ def run_grid(args) -> list[dict]:
     rows = []
     for activation in args.activations:
         for loss in args.losses:
-            for depth in args.depths:
+            for depth, batch_norm in itertools.product(args.depths, (False, True) if args.batch_norm else (False,)):
                 net = manual.MLP(layer_sizes(depth, args.width), activation, loss, init=args.init,
-                                 seed=args.seed, dtype=args.dtype)
+                                 seed=args.seed, dtype=args.dtype, batch_norm=batch_norm)
                 X, y = kink_free_batch(net, args.batch, args.seed)
                 for c in check_network(net, X, y):
                     passed = c.max_rel_err_autograd <= args.tol and c.max_rel_err_fd <= args.fd_tol
-                    rows.append(dict(activation=activation, loss=loss, depth=depth, dtype=args.dtype,
-                                     **c._asdict(), passed=passed))
+                    rows.append(dict(activation=activation, loss=loss, depth=depth, batch_norm=batch_norm,
+                                     dtype=args.dtype, **c._asdict(), passed=passed))
     return rows
 
 
@@ -245,12 +252,13 @@ def run(args) -> int:
     table = pd.DataFrame(rows, columns=CSV_COLUMNS)
     write_csv(table.assign(shape=["x".join(map(str, shape)) for shape in table["shape"]]), path)
     print(f"gradcheck: {len(args.activations)} activations × {len(args.losses)} losses × depths "
-          f"{','.join(map(str, args.depths))}; layers [{N_INPUTS}, {args.width} x depth, {N_CLASSES}], "
+          f"{','.join(map(str, args.depths))}{' × batch norm off/on' if args.batch_norm else ''}; layers [{N_INPUTS}, {args.width} x depth, {N_CLASSES}], "
           f"batch {args.batch}, {args.dtype}, init {args.init}, seed {args.seed}")
     print(summary(rows))
     for row in rows:
         if not row["passed"]:
-            print(f"FAILED {row['activation']} {row['loss']} depth {row['depth']} {row['parameter']}: "
+            print(f"FAILED {row['activation']} {row['loss']} depth {row['depth']}"
+                  f"{' batch norm' if row['batch_norm'] else ''} {row['parameter']}: "
                   f"rel err vs autograd {row['max_rel_err_autograd']:.2e}, vs finite differences "
                   f"{row['max_rel_err_fd']:.2e}")
     passed = sum(r["passed"] for r in rows)
@@ -284,6 +292,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"losses to check (default: {' '.join(LOSSES)})")
     p.add_argument("--depths", nargs="+", type=positive_int, default=list(DEFAULT_DEPTHS), metavar="N",
                    help="numbers of hidden layers to check (default: %s)" % " ".join(map(str, DEFAULT_DEPTHS)))
+    p.add_argument("--batch-norm", action="store_true",
+                   help="also check every network with batch normalisation after each hidden linear layer "
+                        "(training mode: batch statistics; needs --batch of at least 2)")
     p.add_argument("--width", type=positive_int, default=5,
                    help="units per hidden layer; finite differences cost four forward passes per parameter "
                         "entry, so keep it small (default: %(default)s)")
