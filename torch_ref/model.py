@@ -121,22 +121,24 @@ class MLP(nn.Module):
         return 0.5 * F.mse_loss(out, target, reduction="sum") / out.shape[0]
 
     # ------------------------------------------------------------ validation
-    def _like_parameters(self, values, dtype=None) -> torch.Tensor:
-        first = self.layers[0].weight
-        return torch.as_tensor(values, device=first.device, dtype=dtype)
-
     def check_inputs(self, X) -> torch.Tensor:
-        """``X`` checked as ``manual.MLP`` checks it (same messages) and cast to the parameters' dtype and device."""
-        X = self._like_parameters(X)
-        check_inputs(X.detach().cpu().numpy(), self.layer_sizes[0], None)
-        return X.to(self.layers[0].weight.dtype)
+        """``X`` (a tensor or array-like) checked as ``manual.MLP`` checks it, with the same messages, and cast to
+        the parameters' dtype and device."""
+        if isinstance(X, torch.Tensor):
+            check_inputs(X.detach().cpu().numpy(), self.layer_sizes[0], None)
+        else:
+            X = torch.from_numpy(check_inputs(X, self.layer_sizes[0], None))
+        first = self.layers[0].weight
+        return X.to(first.device, first.dtype)
 
     def check_batch(self, X, y) -> tuple[torch.Tensor, torch.Tensor]:
         """``X`` as ``check_inputs`` gives it and ``y`` checked as ``manual.MLP`` checks labels, as int64."""
         X = self.check_inputs(X)
-        y = self._like_parameters(y)
-        check_labels(y.cpu().numpy(), len(X), self.layer_sizes[-1])
-        return X, y.long()
+        if isinstance(y, torch.Tensor):
+            check_labels(y.cpu().numpy(), len(X), self.layer_sizes[-1])
+        else:
+            y = torch.from_numpy(check_labels(y, len(X), self.layer_sizes[-1]))
+        return X, y.to(X.device, torch.long)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """``nn.Module.load_state_dict``, everything checked first as ``manual``'s (key, shapes and values named)."""
