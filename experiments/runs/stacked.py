@@ -101,7 +101,7 @@ class StackedMLP:
         state = {}
         for l, (W, b) in enumerate(zip(self.weights, self.biases)):
             state[f"layers.{l}.weight"], state[f"layers.{l}.bias"] = W[i].detach(), b[i, 0].detach()
-        twin.load_state_dict(state)
+        torch.nn.Module.load_state_dict(twin, state)  # unchecked: a diverging model's NaN/inf values are recorded
         return twin
 
 
