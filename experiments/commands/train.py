@@ -46,6 +46,8 @@ def run(args) -> int:
     print(f"device: {'cpu (the manual backend is NumPy)' if config.backend == 'manual' else device}")
     result = train(config, data, device, progress=not args.no_progress)
     epochs = pd.DataFrame(result.epochs).drop(columns="key").set_index("epoch")
+    if epochs["clip_frac"].isna().all():  # no clipping: nothing to show
+        epochs = epochs.drop(columns="clip_frac")
     with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 120):
         print(epochs.to_string())
     run_row = result.run
