@@ -22,9 +22,9 @@ BASE = RunConfig(layer_sizes=(784, 32, 10), train_subset=500, epochs=1, batch_si
 DIVERGING = dataclasses.replace(BASE, activation="identity", init="normal", lr=1e3, epochs=3)
 RUN_COLUMNS = {"key", "layer_sizes", "activation", "loss", "init", "optimizer", "lr", "momentum", "nesterov",
                "weight_decay", "schedule", "step_size", "gamma", "batch_size", "epochs", "seed", "backend", "dtype",
-               "train_subset", "status", "epochs_done", "final_train_loss", "final_val_loss", "final_val_acc",
+               "train_subset", "batch_norm", "clip_grad_norm", "clip_grad_value", "status", "epochs_done", "final_train_loss", "final_val_loss", "final_val_acc",
                "test_loss", "test_acc", "device", "train_time_s", "wall_time_s"}
-EPOCH_COLUMNS = {"key", "epoch", "train_loss", "val_loss", "val_acc", "lr", "epoch_time_s"}
+EPOCH_COLUMNS = {"key", "epoch", "train_loss", "val_loss", "val_acc", "lr", "epoch_time_s", "clip_frac"}
 LAYER_COLUMNS = {"key", "epoch", "layer", "grad_norm", "dead_frac", "saturated_frac", "act_mean", "act_std"}
 
 

@@ -104,3 +104,18 @@ def test_centred_difference_is_fourth_order():
     """Exact for quartics (its error is h⁴·f⁽⁵⁾/30); for e^x it is accurate to rounding."""
     assert centred_difference(lambda x: x**4 - 3 * x**3, 2.0, h=0.1) == pytest.approx(4 * 8 - 9 * 4, rel=1e-12)
     assert centred_difference(np.exp, 1.0) == pytest.approx(np.e, rel=1e-11)
+
+
+def test_batch_norm_grid_checks_gamma_and_beta_too(tmp_path, capsys):
+    args = ["--activations", "sigmoid", "identity", "--losses", "cross_entropy", "--depths", "2", "--batch-norm"]
+    assert main(["gradcheck", *args, "--out", str(tmp_path)]) == 0
+    _, rows = read_rows(tmp_path)
+    with_bn = [r for r in rows if r["batch_norm"] == "True" and r["activation"] == "sigmoid"]
+    assert [r["parameter"] for r in with_bn] == ["layers.0.weight", "layers.1.weight", "layers.2.weight",
+                                                 "layers.2.bias", "norms.0.weight", "norms.0.bias",
+                                                 "norms.1.weight", "norms.1.bias"]
+    assert len([r for r in rows if r["batch_norm"] == "False"]) == 2 * 6
+    # identity + batch norm: norms.0.bias is cancelled by the next layer's mean subtraction (gradient exactly 0),
+    # judged against the network's largest gradient instead of its own rounding noise
+    assert {r["passed"] for r in rows} == {"True"}
+    assert "28/28 rows passed" in capsys.readouterr().out

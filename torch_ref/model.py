@@ -15,7 +15,7 @@ from torch import nn
 from manual.init import init_params
 from manual.activations import get_activation
 from manual.losses import BUILTIN_LOSSES, DEFAULT_OUTPUT_ACTIVATION, get_loss
-from manual.network import check_layer_sizes, check_state_dict
+from manual.network import check_inputs, check_labels, check_layer_sizes, check_state_dict
 
 # name → factory of PyTorch's module for that activation (constants as in manual.activations)
 ACTIVATION_MODULES = {
@@ -68,14 +68,21 @@ def torch_dtype(dtype) -> torch.dtype:
 
 
 class MLP(nn.Module):
-    """``nn.Linear`` layers in ``self.layers`` with activations applied in ``forward``.
+    """``nn.Linear`` layers in ``self.layers`` (and ``nn.BatchNorm1d`` in ``self.norms``) with activations
+    applied in ``forward``.
 
-    Keeping the activations out of ``self.layers`` gives the state dict exactly
-    ``manual``'s keys: ``layers.0.weight``, ``layers.0.bias``, ….
+    Keeping the activations out of ``self.layers`` gives the state dict exactly ``manual``'s keys:
+    ``layers.0.weight``, ``layers.0.bias``, …; with ``batch_norm=True`` the hidden linear layers have no bias
+    and hidden layer i has ``norms.{i}.weight`` (γ), ``.bias`` (β), ``.running_mean``, ``.running_var`` and
+    ``.num_batches_tracked``.
+
+    ``forward`` and ``loss`` check their inputs as ``manual.MLP`` does (same messages, via
+    ``manual.network.check_inputs``/``check_labels``); ``validate=False`` skips that for batches of
+    data already checked by ``check_batch`` (the training loop's case).
     """
 
     def __init__(self, layer_sizes, activation="sigmoid", loss="mse", init="normal", seed=0,
-                 dtype=torch.float64, output_activation=None, device=None):
+                 dtype=torch.float64, output_activation=None, device=None, batch_norm: bool = False):
         super().__init__()
         self.loss_fn = get_loss(loss).torch_fn  # a plug-in's; the built-ins are computed in ``loss``
         if loss not in BUILTIN_LOSSES and self.loss_fn is None:
@@ -83,36 +90,53 @@ class MLP(nn.Module):
                              f"Loss({loss!r}, fn, torch_fn=...) the same loss on tensors")
         self.layer_sizes = check_layer_sizes(layer_sizes)
         self.spec = dict(layer_sizes=self.layer_sizes, activation=activation, loss=loss, init=init,
-                         output_activation=output_activation or DEFAULT_OUTPUT_ACTIVATION[loss])
+                         output_activation=output_activation or DEFAULT_OUTPUT_ACTIVATION[loss],
+                         batch_norm=bool(batch_norm))
         self.loss_name = loss
         self.act = activation_module(activation)
         self.out_act = activation_module(self.spec["output_activation"])
         dtype = torch_dtype(dtype)
+        n_hidden = len(self.layer_sizes) - 2  # before batch norm a linear layer has no bias, as in manual
         self.layers = nn.ModuleList(
-            nn.Linear(n_in, n_out, dtype=dtype, device=device)
-            for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
+            nn.Linear(n_in, n_out, bias=not (batch_norm and l < n_hidden), dtype=dtype, device=device)
+            for l, (n_in, n_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
         )
+        # momentum 0.1, eps 1e-5 and the unbiased running variance: nn.BatchNorm1d's defaults, as manual.layers
+        self.norms = nn.ModuleList(nn.BatchNorm1d(n, dtype=dtype, device=device)
+                                   for n in self.layer_sizes[1:-1]) if batch_norm else None
         with torch.no_grad():
+            params = dict(self.named_parameters())
             for k, v in init_params(self.layer_sizes, init, seed).items():
-                self.get_parameter(k).copy_(torch.from_numpy(v))
+                if k in params:  # the biases drawn for layers before batch norm are dropped, as in manual
+                    params[k].copy_(torch.from_numpy(v))
+
+    def _hidden(self, l: int, X: torch.Tensor) -> torch.Tensor:
+        """What hidden layer l's activation is applied to: z_l, or BN(z_l) with batch norm."""
+        z = self.layers[l](X)
+        return self.norms[l](z) if self.norms is not None else z
 
     def pre_activations(self, X: torch.Tensor) -> list[torch.Tensor]:
-        """z_l of every layer, for the diagnostics (dead and saturated units)."""
+        """What each layer's activation is applied to (z_l, or BN(z_l)), for the diagnostics (dead and saturated units)."""
         zs, a = [], X
-        for i, layer in enumerate(self.layers):
-            zs.append(layer(a))
-            a = (self.act if i < len(self.layers) - 1 else self.out_act)(zs[-1])
+        for l in range(len(self.layers) - 1):
+            zs.append(self._hidden(l, a))
+            a = self.act(zs[-1])
+        zs.append(self.layers[-1](a))
         return zs
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
+    def forward(self, X: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
         """Output activations: sigmoid outputs for mse, logits for cross-entropy."""
-        for layer in self.layers[:-1]:
-            X = self.act(layer(X))
+        if validate:
+            X = self.check_inputs(X)
+        for l in range(len(self.layers) - 1):
+            X = self.act(self._hidden(l, X))
         return self.out_act(self.layers[-1](X))
 
-    def loss(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, X: torch.Tensor, y: torch.Tensor, *, validate: bool = True) -> torch.Tensor:
         """The batch-mean loss, as ``manual``: ½Σ_k (a_k − onehot_k)² per sample, or cross-entropy."""
-        out = self.forward(X)
+        if validate:
+            X, y = self.check_batch(X, y)
+        out = self.forward(X, validate=False)
         if self.loss_name == "cross_entropy":
             return F.cross_entropy(out, y)
         if self.loss_name != "mse":
@@ -120,8 +144,28 @@ class MLP(nn.Module):
         target = F.one_hot(y, out.shape[1]).to(out.dtype)
         return 0.5 * F.mse_loss(out, target, reduction="sum") / out.shape[0]
 
+    # ------------------------------------------------------------ validation
+    def check_inputs(self, X) -> torch.Tensor:
+        """``X`` (a tensor or array-like) checked as ``manual.MLP`` checks it, with the same messages, and cast to
+        the parameters' dtype and device."""
+        if isinstance(X, torch.Tensor):
+            check_inputs(X.detach().cpu().numpy(), self.layer_sizes[0], None)
+        else:
+            X = torch.from_numpy(check_inputs(X, self.layer_sizes[0], None))
+        first = self.layers[0].weight
+        return X.to(first.device, first.dtype)
+
+    def check_batch(self, X, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """``X`` as ``check_inputs`` gives it and ``y`` checked as ``manual.MLP`` checks labels, as int64."""
+        X = self.check_inputs(X)
+        if isinstance(y, torch.Tensor):
+            check_labels(y.cpu().numpy(), len(X), self.layer_sizes[-1])
+        else:
+            y = torch.from_numpy(check_labels(y, len(X), self.layer_sizes[-1]))
+        return X, y.to(X.device, torch.long)
+
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """``nn.Module.load_state_dict`` with an error that names the offending key and both shapes."""
+        """``nn.Module.load_state_dict``, everything checked first as ``manual``'s (key, shapes and values named)."""
         check_state_dict(state_dict, {k: tuple(v.shape) for k, v in self.state_dict().items()})
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
@@ -129,7 +173,8 @@ class MLP(nn.Module):
 def check_same_spec(manual_net, torch_net: MLP) -> None:
     """Refuse to compare or exchange parameters between networks built from different specs."""
     mine = dict(layer_sizes=manual_net.layer_sizes, activation=manual_net.activation.name,
-                loss=manual_net.loss_name, output_activation=manual_net.output_activation.name)
+                loss=manual_net.loss_name, output_activation=manual_net.output_activation.name,
+                batch_norm=manual_net.batch_norm)
     theirs = {k: torch_net.spec[k] for k in mine}
     if mine != theirs:
         diff = {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}

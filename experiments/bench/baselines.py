@@ -139,7 +139,7 @@ class DataLoaderWay:
         for images, labels in self.loader:
             images, labels = images.to(self.device), labels.to(self.device)
             self.opt.zero_grad(set_to_none=True)
-            loss = self.model.loss(images.view(len(images), -1), labels)
+            loss = self.model.loss(images.view(len(images), -1), labels, validate=False)
             loss.backward()
             self.opt.step()
             total += loss.detach() * len(labels)  # summed on the device, as training.TorchBackend does

@@ -122,12 +122,13 @@ def run(args) -> int:
     table = pd.DataFrame(grid, columns=CSV_COLUMNS)
     write_csv(table.assign(shape=["x".join(map(str, shape)) for shape in table["shape"]]), path)
     print(f"gradcheck: {len(args.activations)} activations × {len(args.losses)} losses × depths "
-          f"{','.join(map(str, args.depths))}; layers [{N_INPUTS}, {args.width} x depth, {N_CLASSES}], "
+          f"{','.join(map(str, args.depths))}{' × batch norm off/on' if args.batch_norm else ''}; layers [{N_INPUTS}, {args.width} x depth, {N_CLASSES}], "
           f"batch {args.batch}, {args.dtype}, init {args.init}, seed {args.seed}")
     print(summary(grid))
     for row in grid:
         if not row["passed"]:
-            print(f"FAILED {row['activation']} {row['loss']} depth {row['depth']} {row['parameter']}: "
+            print(f"FAILED {row['activation']} {row['loss']} depth {row['depth']}"
+                  f"{' batch norm' if row['batch_norm'] else ''} {row['parameter']}: "
                   f"rel err vs autograd {row['max_rel_err_autograd']:.2e}, vs finite differences "
                   f"{row['max_rel_err_fd']:.2e}")
     passed = sum(r["passed"] for r in grid)
@@ -172,6 +173,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "examples/affine_relu.py")
     p.add_argument("--depths", nargs="+", type=positive_int, default=list(DEFAULT_DEPTHS), metavar="N",
                    help="numbers of hidden layers to check (default: %s)" % " ".join(map(str, DEFAULT_DEPTHS)))
+    p.add_argument("--batch-norm", action="store_true",
+                   help="also check every network with batch normalisation after each hidden linear layer "
+                        "(training mode: batch statistics; needs --batch of at least 2)")
     p.add_argument("--width", type=positive_int, default=5,
                    help="units per hidden layer; finite differences cost four forward passes per parameter "
                         "entry, so keep it small (default: %(default)s)")

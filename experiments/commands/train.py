@@ -29,7 +29,9 @@ def config_from_args(args) -> RunConfig:
                      init=args.init, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                      nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
                      step_size=args.step_size, gamma=args.gamma, batch_size=args.batch_size, epochs=args.epochs,
-                     seed=args.seed, backend=args.backend, dtype=args.dtype, train_subset=args.train_subset)
+                     seed=args.seed, backend=args.backend, dtype=args.dtype, train_subset=args.train_subset,
+                     batch_norm=args.batch_norm, clip_grad_norm=args.clip_grad_norm,
+                     clip_grad_value=args.clip_grad_value)
 
 
 def run(args) -> int:
@@ -44,6 +46,8 @@ def run(args) -> int:
     print(f"device: {'cpu (the manual backend is NumPy)' if config.backend == 'manual' else device}")
     result = train(config, data, device, progress=not args.no_progress)
     epochs = pd.DataFrame(result.epochs).drop(columns="key").set_index("epoch")
+    if epochs["clip_frac"].isna().all():  # no clipping: nothing to show
+        epochs = epochs.drop(columns="clip_frac")
     with pd.option_context("display.float_format", "{:.6g}".format, "display.width", 120):
         print(epochs.to_string())
     run_row = result.run
@@ -88,6 +92,14 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dtype", choices=list(DTYPES), default=DEFAULTS.dtype, help="floating-point type of parameters and data (default: %(default)s)")
     p.add_argument("--train-subset", type=positive_int, metavar="N", default=None,
                    help="train on the first N training images only, for quick runs (default: all 50,000)")
+    p.add_argument("--batch-norm", action="store_true",
+                   help="batch normalisation between each hidden linear layer and its activation (those layers "
+                        "then have no bias); evaluation uses the running estimates")
+    p.add_argument("--clip-grad-norm", type=float, metavar="MAX", default=None,
+                   help="scale the gradients before each step so that their global L2 norm is at most MAX "
+                        "(default: no clipping)")
+    p.add_argument("--clip-grad-value", type=float, metavar="V", default=None,
+                   help="clamp every gradient entry to [-V, V] before each step (default: no clipping)")
     add_device_options(p)
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also record the run in DIR's runs.csv, epochs.csv and layers.csv (default: not recorded)")

@@ -24,6 +24,7 @@ twin of a manual network, kink-free batches) are also what the test suite uses.
 """
 from __future__ import annotations
 
+import itertools
 from functools import partial
 from typing import NamedTuple
 
@@ -50,10 +51,15 @@ FD_STEP = 1e-4
 # comparison (vanishing gradients of deep sigmoid nets): they are compared in absolute terms,
 # |error| ≤ fd_tol·FD_FLOOR·max(1, |E|).
 FD_FLOOR = 1e-4
+# Some gradients are exactly 0 in exact arithmetic (with batch norm and the identity activation, every β but
+# the last is cancelled by the next layer's mean subtraction): both implementations then return rounding
+# noise, which no relative comparison can judge. Entries below GRAD_FLOOR × the network's largest gradient
+# entry are compared with autograd in absolute terms, |error| ≤ tol·GRAD_FLOOR·max|∂E/∂θ|.
+GRAD_FLOOR = 1e-4
 # Points where an activation is not twice differentiable (``Activation.kinks``: relu's kink,
 # softplus's switch to the linear regime): a finite difference straddling one is not a derivative.
 KINK_MARGIN = 1e-2  # every pre-activation of a checked batch stays this far from a kink (≫ 2·FD_STEP)
-CSV_COLUMNS = ("activation", "loss", "depth", "parameter", "shape", "dtype", "max_abs_err_autograd",
+CSV_COLUMNS = ("activation", "loss", "depth", "batch_norm", "parameter", "shape", "dtype", "max_abs_err_autograd",
                "max_rel_err_autograd", "max_abs_err_fd", "max_rel_err_fd", "passed")
 
 
@@ -97,14 +103,14 @@ def centred_difference(f, x, h: float = FD_STEP):
 def net_spec(net: manual.MLP) -> dict:
     """The constructor arguments that rebuild ``net`` (its parameters aside)."""
     return dict(layer_sizes=net.layer_sizes, activation=net.activation.name, loss=net.loss_name,
-                init=net.init, seed=net.seed, output_activation=net.output_activation.name)
+                init=net.init, seed=net.seed, output_activation=net.output_activation.name, batch_norm=net.batch_norm)
 
 
 def float64_twin(net: manual.MLP) -> manual.MLP:
-    """A float64 ``manual.MLP`` with ``net``'s spec and parameters."""
+    """A float64 ``manual.MLP`` with ``net``'s spec, parameters, buffers and mode (train/eval)."""
     twin = manual.MLP(**net_spec(net), dtype=np.float64)
     twin.load_state_dict(net.state_dict())
-    return twin
+    return twin.train(net.training)
 
 
 def torch_twin(net: manual.MLP, device=None) -> torch_ref.MLP:
@@ -112,7 +118,7 @@ def torch_twin(net: manual.MLP, device=None) -> torch_ref.MLP:
     tnet = torch_ref.MLP(**net_spec(net), dtype=np.dtype(net.dtype).name, device=device)
     torch_ref.check_same_spec(net, tnet)
     tnet.load_state_dict(torch_ref.to_torch_state(net.state_dict(), device))
-    return tnet
+    return tnet.train(net.training)
 
 
 def autograd_loss_and_grads(tnet: torch_ref.MLP, X, y) -> tuple[float, dict]:
@@ -203,8 +209,9 @@ def check_network(net: manual.MLP, X, y) -> list[ParamCheck]:
     auto = autograd_loss_and_grads(torch_twin(net), X, y)[1] if has_torch_twin(net) else None
     fd = fd_grads(net, X, y)
     nan = float("nan")
+    floor = GRAD_FLOOR * max(float(np.abs(g).max(initial=0.0)) for g in grads.values())
     return [ParamCheck(k, g.shape, nan if auto is None else max_abs_err(g, auto[k]),
-                       nan if auto is None else max_rel_err(g, auto[k]),
+                       nan if auto is None else max_rel_err(g, auto[k], floor),
                        max_abs_err(g, fd[k]), max_rel_err(g, fd[k], fd_floor(loss))) for k, g in grads.items()]
 
 
@@ -218,15 +225,15 @@ def run_grid(args) -> list[dict]:
     rows = []
     for activation in args.activations:
         for loss in args.losses:
-            for depth in args.depths:
+            for depth, batch_norm in itertools.product(args.depths, (False, True) if args.batch_norm else (False,)):
                 net = manual.MLP(layer_sizes(depth, args.width), activation, loss, init=args.init,
-                                 seed=args.seed, dtype=args.dtype)
+                                 seed=args.seed, dtype=args.dtype, batch_norm=batch_norm)
                 X, y = kink_free_batch(net, args.batch, args.seed)
                 autograd = has_torch_twin(net)
                 for c in check_network(net, X, y):
                     passed = (c.max_rel_err_autograd <= args.tol or not autograd) and c.max_rel_err_fd <= args.fd_tol
-                    rows.append(dict(activation=activation, loss=loss, depth=depth, dtype=args.dtype,
-                                     **c._asdict(), passed=passed))
+                    rows.append(dict(activation=activation, loss=loss, depth=depth, batch_norm=batch_norm,
+                                     dtype=args.dtype, **c._asdict(), passed=passed))
     return rows
 
 

@@ -34,7 +34,8 @@ MIN_ERROR = 1e-3  # the top of the accuracy axes: 99.9%
 DIVERGED_ERROR = 1.2  # where the accuracy axes draw diverged runs, on a row of their own below 0%
 SATURATING = ("sigmoid", "tanh")  # activations whose saturation the findings quote
 CURVE_METRICS = ("train_loss", "val_loss", "val_acc")
-UNSET = {"train_subset": "all (50,000)", "weight_decay": "the optimizer's default"}  # how an empty CSV cell reads
+UNSET = {"train_subset": "all (50,000)", "weight_decay": "the optimizer's default",
+         "clip_grad_norm": "no clipping", "clip_grad_value": "no clipping"}  # how an empty CSV cell reads
 
 
 class ReportError(RuntimeError):
@@ -372,6 +373,8 @@ def setup_text(study: Study) -> str:
     runs = study.tables.runs[study.tables.runs["key"].isin(study.tables.plan["key"])]
     shared, varying = [], []
     for column in CONFIG_COLUMNS:
+        if column not in runs:  # a field added after these runs were recorded: they ran at its default ("off")
+            continue
         values = [UNSET.get(column, "–") if pd.isna(v) else str(v) for v in pd.unique(runs[column])]
         if len(values) == 1:
             shared.append(f"`{column}` = {values[0]}")

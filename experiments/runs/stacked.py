@@ -44,6 +44,16 @@ from experiments.runs.training import PROBE_SIZE, RunConfig, RunRecorder, RunRes
 UNSTACKED_FIELDS = ("seed", "lr")  # what may differ between the runs of one stack
 
 
+def stackable(config: RunConfig) -> bool:
+    """Whether stacked training reproduces ``training.train`` for ``config``: not with batch norm or clipping.
+
+    Batch-norm and clipped runs are never stacked; the executor trains them one by one. (Batch norm would
+    need per-model statistics and running estimates in the stacked forward pass, and clipping by norm a
+    per-model global norm where one backward pass yields all models' gradients at once.)
+    """
+    return not config.batch_norm and config.clip_grad_norm is None and config.clip_grad_value is None
+
+
 def stack_group_key(config: RunConfig) -> tuple:
     """Everything in ``config`` except seed and learning rate: runs with equal keys can be stacked."""
     fields = dataclasses.asdict(config)
@@ -91,7 +101,7 @@ class StackedMLP:
         state = {}
         for l, (W, b) in enumerate(zip(self.weights, self.biases)):
             state[f"layers.{l}.weight"], state[f"layers.{l}.bias"] = W[i].detach(), b[i, 0].detach()
-        twin.load_state_dict(state)
+        torch.nn.Module.load_state_dict(twin, state)  # unchecked: a diverging model's NaN/inf values are recorded
         return twin
 
 
@@ -148,7 +158,8 @@ class StackedTrainer:
 
 
 def check_stackable(configs: list[RunConfig]) -> None:
-    """Refuse an empty list, configs that differ in more than seed and lr, and the manual backend."""
+    """Refuse an empty list, configs that differ in more than seed and lr, the manual backend, and configs
+    that are not ``stackable`` (batch norm, clipping)."""
     if not configs:
         raise ValueError("train_stacked needs at least one config")
     fields = [dataclasses.asdict(c) for c in configs]
@@ -159,6 +170,9 @@ def check_stackable(configs: list[RunConfig]) -> None:
                          f"these configs also differ in {', '.join(differing)}")
     if configs[0].backend != "torch":
         raise ValueError(f"stacked training is torch's; got backend {configs[0].backend!r}")
+    if not all(stackable(c) for c in configs):
+        raise ValueError("batch-norm and clipped runs are never stacked (see stacked.stackable): "
+                         "train them one by one with training.train")
 
 
 def train_stacked(configs: list[RunConfig], data: MNIST, device: str = "auto",

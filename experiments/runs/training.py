@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,8 +29,9 @@ import numpy as np
 import manual
 from manual.activations import ACTIVATIONS
 from manual.optim import lr_scheduler as manual_schedules
+from manual.optim.clip import CLIP_EPS, clip_grad_norm_, clip_grad_value_
 
-from experiments.data import MNIST
+from experiments.data import MNIST, N_TRAIN
 
 PROBE_SIZE = 1000  # validation images used for the per-layer diagnostics
 SCHEDULES = ("none", "StepLR", "CosineAnnealingLR")
@@ -59,6 +61,9 @@ class RunConfig:
     backend: str = "torch"
     dtype: str = "float32"
     train_subset: int | None = None
+    batch_norm: bool = False  # batch normalisation between each hidden linear layer and its activation
+    clip_grad_norm: float | None = None  # clip the global gradient L2 norm to this before each step
+    clip_grad_value: float | None = None  # clamp every gradient entry to ±this before each step
 
     def __post_init__(self):
         object.__setattr__(self, "layer_sizes", tuple(int(n) for n in self.layer_sizes))
@@ -82,6 +87,21 @@ class RunConfig:
         for name in ("lr", "batch_size", "epochs"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("clip_grad_norm", "clip_grad_value"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                          and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive finite number or None (no clipping), got {value!r}")
+        if self.clip_grad_norm is not None and self.clip_grad_value is not None:
+            raise ValueError("clip_grad_norm and clip_grad_value are alternatives: set one of them")
+        if not isinstance(self.batch_norm, bool):
+            raise ValueError(f"batch_norm must be true or false, got {self.batch_norm!r}")
+        if self.batch_norm:
+            n_train = self.train_subset or N_TRAIN
+            if self.batch_size == 1 or n_train % self.batch_size == 1:
+                raise ValueError(f"batch_norm with batch_size {self.batch_size} and {n_train} training images "
+                                 f"leaves a mini-batch of 1 image, whose batch variance is 0 (PyTorch refuses it "
+                                 f"too): choose another batch_size or train_subset")
 
     def key(self) -> str:
         """A short stable hash of the config: the run's identity for resuming studies.
@@ -142,6 +162,26 @@ def layer_stats(derivative: np.ndarray, activation: np.ndarray, grad_norm: float
     }
 
 
+@contextmanager
+def batch_statistics(net, buffers):
+    """Run the block in training mode with the running estimates ``buffers`` restored afterwards, then eval mode.
+
+    The per-layer diagnostics see what training sees: batch norm normalising with the probe batch's own
+    statistics. (Evaluation mode at initialisation would use the initial running estimates, mean 0 and
+    variance 1, i.e. no normalisation at all, and show a batch-norm network's gradients as those of the
+    same network without it.) Without batch norm the mode changes nothing.
+    """
+    buffers = list(buffers)
+    saved = [b.clone() if hasattr(b, "clone") else b.copy() for b in buffers]
+    net.train()
+    try:
+        yield
+    finally:
+        for b, value in zip(buffers, saved):
+            b[...] = value
+        net.eval()
+
+
 def resolve_device(device: str = "auto") -> str:
     import torch
 
@@ -163,7 +203,7 @@ class ManualBackend:
     def __init__(self, config: RunConfig):
         self.config = config
         self.net = manual.MLP(config.layer_sizes, config.activation, config.loss, config.init, config.seed,
-                              config.dtype)
+                              config.dtype, batch_norm=config.batch_norm)
         self.opt = manual.optim.get_optimizer(config.optimizer)(self.net.params, **config.optimizer_kwargs())
         self.scheduler = None
         if config.schedule != "none":
@@ -173,26 +213,46 @@ class ManualBackend:
         return self.net.check_batch(split.features(self.net.dtype), split.labels)  # checked once, not per step
 
     def train_epoch(self, X, y, order: np.ndarray, batch_size: int) -> float:
-        """One pass over ``order`` in mini-batches; the mean training loss (NaN/inf once it diverges)."""
-        total = 0.0
+        """One pass over ``order`` in mini-batches; the mean training loss (NaN/inf once it diverges).
+
+        Sets ``clip_frac``: the fraction of the epoch's steps whose gradients clipping changed (NaN without).
+        """
+        self.net.train()
+        total, steps, clipped = 0.0, 0, 0
+        clipping = self.config.clip_grad_norm is not None or self.config.clip_grad_value is not None
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is recorded, not warned about
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 loss, grads = self.net.loss_and_grads(X[idx], y[idx], validate=False)
                 if not math.isfinite(loss):
-                    return loss
+                    total = loss
+                    break
+                if clipping:
+                    clipped += self.clip(grads)
                 self.opt.step(grads)
                 total += loss * len(idx)
-        return total / len(order)
+                steps += 1
+            else:
+                total /= len(order)
+        self.clip_frac = clipped / max(steps, 1) if clipping else math.nan
+        return total
+
+    def clip(self, grads: dict) -> bool:
+        """Clip ``grads`` in place as the config says (``manual.optim``'s clip functions); True if that changed them."""
+        max_norm, clip_value = self.config.clip_grad_norm, self.config.clip_grad_value
+        if max_norm is not None:
+            return max_norm / (clip_grad_norm_(grads, max_norm) + CLIP_EPS) < 1  # the scale torch applies
+        return clip_grad_value_(grads, clip_value) > clip_value
 
     def evaluate(self, X, y) -> tuple[float, float]:
+        self.net.eval()
         with np.errstate(over="ignore", invalid="ignore"):
             trace = self.net.trace(X)
             loss = self.net.loss_fn(trace.pre_activations[-1], y, self.net.output_activation, trace.output).loss
         return loss, float(np.mean(trace.output.argmax(axis=1) == y))
 
     def probe(self, X, y) -> list[dict]:
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"), batch_statistics(self.net, self.net.buffers.values()):
             trace = self.net.trace(X)
             _, grads = self.net.loss_and_grads(X, y)
         rows = []
@@ -221,7 +281,7 @@ class TorchBackend:
         self.torch, self.config = torch, config
         self.device = resolve_device(device)
         self.model = torch_ref.MLP(config.layer_sizes, config.activation, config.loss, config.init, config.seed,
-                                   dtype=config.dtype, device=self.device)
+                                   dtype=config.dtype, device=self.device, batch_norm=config.batch_norm)
         self.opt = make_torch_optimizer(config, self.model.parameters(), self.device)
         self.scheduler = None
         if config.schedule != "none":
@@ -231,22 +291,38 @@ class TorchBackend:
         return split_to_torch(split, self.model.layers[0].weight.dtype, self.device)
 
     def train_epoch(self, X, y, order: np.ndarray, batch_size: int) -> float:
-        order = self.torch.from_numpy(order).to(self.device)
-        total = self.torch.zeros((), dtype=X.dtype, device=self.device)
+        """As ``ManualBackend.train_epoch``, with ``torch.nn.utils``' clip functions."""
+        torch, config = self.torch, self.config
+        self.model.train()
+        order = torch.from_numpy(order).to(self.device)
+        total = torch.zeros((), dtype=X.dtype, device=self.device)
+        clipped = torch.zeros((), dtype=torch.int64, device=self.device)  # counted on the device too
+        params = list(self.model.parameters())
+        steps = 0
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             self.opt.zero_grad(set_to_none=True)
-            loss = self.model.loss(X[idx], y[idx])
+            loss = self.model.loss(X[idx], y[idx], validate=False)
             loss.backward()
+            if config.clip_grad_norm is not None:
+                norm = torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
+                clipped += config.clip_grad_norm / (norm + CLIP_EPS) < 1
+            elif config.clip_grad_value is not None:
+                clipped += torch.stack([p.grad.abs().max() for p in params]).max() > config.clip_grad_value
+                torch.nn.utils.clip_grad_value_(params, config.clip_grad_value)
             self.opt.step()
             total += loss.detach() * len(idx)  # summed on the device: no sync per step
+            steps += 1
+        clipping = config.clip_grad_norm is not None or config.clip_grad_value is not None
+        self.clip_frac = int(clipped) / max(steps, 1) if clipping else math.nan
         return float(total) / len(order)
 
     def evaluate(self, X, y) -> tuple[float, float]:
         return evaluate_torch(self.model, X, y)
 
     def probe(self, X, y) -> list[dict]:
-        return probe_torch(self.model, X, y)
+        with batch_statistics(self.model, self.model.buffers()):
+            return probe_torch(self.model, X, y)
 
     def end_epoch(self) -> float:
         if self.scheduler:
@@ -281,12 +357,13 @@ def split_to_torch(split, dtype, device) -> tuple:
 
 
 def evaluate_torch(model, X, y) -> tuple[float, float]:
-    """Batch-mean loss and accuracy of a ``torch_ref.MLP`` on a whole split."""
+    """Batch-mean loss and accuracy of a ``torch_ref.MLP`` on a whole split (prepared by ``split_to_torch``), in eval mode."""
     import torch
 
+    model.eval()
     with torch.no_grad():
-        loss = model.loss(X, y)
-        accuracy = (model(X).argmax(dim=1) == y).to(X.dtype).mean()
+        loss = model.loss(X, y, validate=False)
+        accuracy = (model(X, validate=False).argmax(dim=1) == y).to(X.dtype).mean()
     return float(loss), float(accuracy)
 
 
@@ -295,7 +372,7 @@ def probe_torch(model, X, y) -> list[dict]:
     import torch
 
     weights = [layer.weight for layer in model.layers]
-    grads = torch.autograd.grad(model.loss(X, y), weights)
+    grads = torch.autograd.grad(model.loss(X, y, validate=False), weights)
     with torch.no_grad():
         zs = model.pre_activations(X)
     rows = []
@@ -329,12 +406,15 @@ class RunRecorder:
             self.result.layers.append({"key": self.key, "epoch": epoch, "layer": l, **row})
 
     def epoch(self, epoch: int, train_loss: float, lr: float, epoch_time: float,
-              val: tuple[float, float] | None = None) -> None:
-        """One epoch's row; an epoch with no validation result (``val`` None) ends the run as diverged."""
+              val: tuple[float, float] | None = None, clip_frac: float = math.nan) -> None:
+        """One epoch's row; an epoch with no validation result (``val`` None) ends the run as diverged.
+
+        ``clip_frac``: the fraction of the epoch's optimizer steps whose gradients clipping changed (NaN: no clipping).
+        """
         if val is None:
             self.status, val = "diverged", (math.nan, math.nan)
         self.result.epochs.append({"key": self.key, "epoch": epoch, "train_loss": train_loss, "val_loss": val[0],
-                                   "val_acc": val[1], "lr": lr, "epoch_time_s": epoch_time})
+                                   "val_acc": val[1], "lr": lr, "epoch_time_s": epoch_time, "clip_frac": clip_frac})
 
     def finish(self, test: tuple[float, float], device: str, start: float) -> RunResult:
         """The run row (``test`` = test loss and accuracy, NaN for a diverged run); ``start`` from perf_counter."""
@@ -371,10 +451,10 @@ def train(config: RunConfig, data: MNIST, device: str = "auto", progress: bool =
         backend.sync()
         epoch_time = time.perf_counter() - t0
         if not math.isfinite(train_loss):
-            record.epoch(epoch, train_loss, lr, epoch_time)
+            record.epoch(epoch, train_loss, lr, epoch_time, clip_frac=backend.clip_frac)
             break
         val_loss, val_acc = backend.evaluate(val_X, val_y)
-        record.epoch(epoch, train_loss, lr, epoch_time, (val_loss, val_acc))
+        record.epoch(epoch, train_loss, lr, epoch_time, (val_loss, val_acc), backend.clip_frac)
         record.layers(epoch, backend.probe(probe_X, probe_y))
         lr = backend.end_epoch()
         epochs.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")

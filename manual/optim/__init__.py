@@ -162,3 +162,4 @@ def get_optimizer(name: str):
         raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[name]
 from . import lr_scheduler  # noqa: E402  (manual.optim.lr_scheduler.StepLR, as in torch)
+from .clip import clip_grad_norm_, clip_grad_value_  # noqa: E402  (torch.nn.utils' names)
