@@ -1,0 +1,54 @@
+"""The built-in layers of ``manual.layers`` pass the same public check a user's layer goes through."""
+from functools import partial
+
+import numpy as np
+import pytest
+
+from experiments.gradcheck import check_backward
+from manual import layers
+from manual.activations import BUILTINS
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((5, 4))
+
+
+def test_linear_layer_passes_check_backward():
+    report = check_backward(layers.linear_forward, layers.linear_backward,
+                            {"x": X, "W": RNG.standard_normal((3, 4)), "b": RNG.standard_normal(3)}, name="linear")
+    assert report.passed, str(report)
+    assert report.failures.empty
+
+
+@pytest.mark.parametrize("batch", [2, 5])
+def test_batchnorm_layer_passes_check_backward_in_training_mode(batch):
+    inputs = {"x": RNG.standard_normal((batch, 4)) * 3 + 1, "gamma": RNG.standard_normal(4),
+              "beta": RNG.standard_normal(4)}
+    report = check_backward(partial(layers.batchnorm_forward, training=True), layers.batchnorm_backward, inputs,
+                            name="batchnorm")
+    assert report.passed, str(report)
+
+
+def test_batchnorm_layer_passes_check_backward_in_eval_mode():
+    inputs = {"x": X, "gamma": RNG.standard_normal(4), "beta": RNG.standard_normal(4)}
+    forward = partial(layers.batchnorm_forward, training=False, running_mean=RNG.standard_normal(4),
+                      running_var=RNG.uniform(0.5, 2, 4))
+    assert check_backward(forward, layers.batchnorm_backward, inputs, name="batchnorm eval").passed
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "gelu", "swish", "elu", "softplus"])
+def test_activation_layer_passes_check_backward(name):
+    forward = partial(layers.activation_forward, activation=BUILTINS[name])
+    assert check_backward(forward, layers.activation_backward, {"x": X}, name=name).passed
+
+
+def test_a_batchnorm_backward_that_drops_the_mean_term_is_caught():
+    def wrong_backward(dout, cache):
+        grads = layers.batchnorm_backward(dout, cache)
+        x_hat, gamma, inv_std, _ = cache
+        grads["x"] = gamma * inv_std * dout  # the path through the batch mean and variance forgotten
+        return grads
+
+    inputs = {"x": RNG.standard_normal((6, 3)), "gamma": np.ones(3), "beta": np.zeros(3)}
+    report = check_backward(partial(layers.batchnorm_forward, training=True), wrong_backward, inputs)
+    assert not report.passed
+    assert set(report.failures["input"]) == {"x"}
