@@ -15,6 +15,7 @@ import sys
 COMMANDS = {
     "gradcheck": "gradcheck",
     "train": "commands.train",
+    "study": "commands.studies",
     "activations": "commands.studies",
     "optimizers": "commands.studies",
     "backends": "commands.studies",
