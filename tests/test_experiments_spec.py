@@ -170,6 +170,8 @@ def test_bundles_name_arms_made_of_several_fields_with_their_own_tuning():
     config = nesterov.config({"lr": 0.01}, 1)
     assert config.nesterov and config.momentum == 0.9 and config.optimizer == "SGD"
     assert [a.name for a in make_arms(parse_spec(BUNDLES, "b.toml", ['grid.optimizer=["Nesterov"]']))] == ["Nesterov"]
+    overridden = make_arms(parse_spec(BUNDLES, "b.toml", ["tune.lr=[0.5]"]))  # for every arm, bundles included
+    assert [a.candidates for a in overridden] == [({"lr": 0.5},)] * 2
     with pytest.raises(SpecError, match=r"no optimizer labelled 'Adam'"):
         parse_spec(BUNDLES, "b.toml", ['grid.optimizer=["Adam"]'])
     with pytest.raises(SpecError, match=r"b\.toml line 12: grid\.optimizer\[1\]\.momentum: expected a number"):

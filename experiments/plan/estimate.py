@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from experiments.data import N_TRAIN, N_VAL, Split
-from experiments.plan import make_arms, tune_configs, final_configs
+from experiments.plan import choose, final_configs, make_arms, tune_configs
 from experiments.runs import training
 
 STEPS, REPEATS = 50, 4  # training steps timed per architecture: the fastest of REPEATS rounds of STEPS
@@ -68,15 +68,19 @@ def run_seconds(config, cost: dict) -> float:
 def estimate(spec, store, workers: int = 1) -> dict:
     """Arms, runs (all, and still missing from ``store``) and the estimated seconds of the missing ones.
 
-    The final seeds' tuned values are not known before tuning: they are costed at each arm's first candidate
-    (the tuned keys are usually learning rates, which do not change a step's cost).
+    The final seeds' tuned values are known once an arm's tuning runs are in the store; before that they are
+    costed at the arm's first candidate (tuned keys are usually learning rates, which do not change a step's
+    cost).
     """
     arms = make_arms(spec)
     configs = {"tune": [], "final": []}
     for arm in arms:
-        configs["tune"] += tune_configs(arm, spec.tune_seeds)
-        first = arm.candidates[0] if arm.candidates else {}
-        configs["final"] += final_configs(arm, first, spec.seeds)
+        tuning = tune_configs(arm, spec.tune_seeds)
+        configs["tune"] += tuning
+        tuned = all(store.has(c.key()) for c in tuning)
+        chosen = choose(store.tables.runs, arm, spec.tune_seeds) if tuned else dict(arm.candidates[0]) \
+            if arm.candidates else {}
+        configs["final"] += final_configs(arm, chosen, spec.seeds)
     costs = {}
     for config in configs["tune"] + configs["final"]:
         if architecture(config) not in costs:

@@ -240,6 +240,11 @@ def apply_override(raw: dict, path: str, value, lines: Lines, origin: str | None
                                 f"labels: {', '.join(map(str, by_label))}")
             value = [by_label[v] for v in value]
         table[parts[1]] = value
+        if parts[0] == "tune":  # the override gives every arm these candidates, a bundle's own included
+            for values in raw.get("grid", {}).values():
+                for bundle in values if is_bundle_axis(values) else ():
+                    if isinstance(bundle.get("tune"), dict):
+                        bundle["tune"].pop(parts[1], None)
     lines.overridden[".".join(parts)] = origin or f"(--set {'.'.join(parts)})"
 
 
