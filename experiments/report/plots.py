@@ -182,9 +182,8 @@ def plot_tuning(study: Study, summary: pd.DataFrame) -> str | None:
             runs = study.runs_of(group, arm, "tune")
             if not len(runs):
                 continue
-            by = runs.groupby(key)
-            score = by.apply(lambda r: r["final_val_acc"].mean() if (r["status"] == "ok").all() else np.nan,
-                             include_groups=False)
+            score = pd.Series({value: r["final_val_acc"].mean() if (r["status"] == "ok").all() else np.nan
+                               for value, r in runs.groupby(key)}, dtype=float)
             x = score.index.to_numpy(dtype=float)
             shift = 10 ** study.offset(group, arm, 0.06) if numeric else 1.0  # ±1.5%: visible, not misleading
             err = np.where(np.isnan(score.to_numpy(dtype=float)), DIVERGED_ERROR, error_of(score))

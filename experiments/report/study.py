@@ -85,7 +85,7 @@ def latest_configs(final: pd.DataFrame) -> pd.DataFrame:
     if not len(final):
         return final
     columns = [c for c in CONFIG_COLUMNS if c in final.columns and c != "seed"]
-    signature = final[columns].map(str).agg("|".join, axis=1)
+    signature = final[columns].apply(lambda column: column.map(str)).agg("|".join, axis=1)
     last = signature.groupby([final["group"], final["arm"]]).transform("last")
     return final[signature == last].reset_index(drop=True)
 
