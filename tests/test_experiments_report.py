@@ -70,7 +70,7 @@ def test_report_numbers_come_from_the_csv(copy):
 
     runs.loc[runs["key"].isin(shallow["key"]), "test_acc"] = 0.5  # change the data: the text follows
     runs.to_csv(copy / "activations" / "runs.csv", index=False)
-    assert "test accuracy is relu's, 50.00% [50.00, 50.00%]" in findings(copy)
+    assert "all 2 arms reach the same mean test accuracy, 50.00% [50.00, 50.00%]" in findings(copy)
 
 
 def test_report_quotes_the_deep_sigmoid_gradients_and_relu_dead_units(copy):

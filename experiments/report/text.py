@@ -148,7 +148,8 @@ def curve_table(diffs: dict) -> str:
     rows = [[group, a, b] + [f"{float(t[m].max()):.1e}" if m in t else "–" for m in ("train_loss", "val_loss",
                                                                                       "val_acc")]
             for (group, a, b), t in diffs.items()]
-    return md_table(["group", "arm a", "arm b", "max |Δ| train loss", "max |Δ| val loss", "max |Δ| val acc"], rows)
+    return md_table(["group", "arm a", "arm b", "largest \\|Δ\\| train loss", "largest \\|Δ\\| val loss",
+                     "largest \\|Δ\\| val acc"], rows)
 
 
 # --------------------------------------------------------------------------- findings
@@ -165,11 +166,19 @@ def ranking_findings(study: Study, summary: pd.DataFrame, table: pd.DataFrame) -
         if len(rows) == 1:
             out.append(sentence(where, f"{best['arm']}: test accuracy {pct(best['test'])} over {best['ok']} seeds."))
             continue
+        n_pairs = int((table["group"] == group).sum())
+        separable = int(((table["group"] == group) & (table["p_holm"] < 0.05)).sum())
+        count = f" {separable} of {n_pairs} pair{'s are' if n_pairs != 1 else ' is'} separable."
+        if np.isclose(rows["mean"], best["mean"], rtol=0, atol=1e-12).all():
+            text = sentence(where, f"all {len(rows)} arms reach the same mean test accuracy, {pct(best['test'])} "
+                                   f"({best['ok']} seeds).") + count
+            out.append(text)
+            continue
         pairs = table[(table["group"] == group) & ((table["arm_a"] == best["arm"]) | (table["arm_b"] == best["arm"]))]
         beaten = pairs[(pairs["arm_a"] == best["arm"]) & (pairs["p_holm"] < 0.05)]["arm_b"].tolist()
         tied = [a for a in rows["arm"].iloc[1:] if a not in beaten]
         text = sentence(where, f"the highest mean test accuracy is {best['arm']}'s, {pct(best['test'])} "
-                f"({best['ok']} seeds). ")
+                               f"({best['ok']} seeds). ")
         if beaten and not tied:
             text += f"The paired tests separate it from every other {study.compare} (p_Holm < 0.05)."
         elif beaten:
@@ -177,9 +186,7 @@ def ranking_findings(study: Study, summary: pd.DataFrame, table: pd.DataFrame) -
                      f"{and_list(tied)}.")
         else:
             text += f"The paired tests cannot separate it from {and_list(tied)} with these seeds."
-        significant = table[(table["group"] == group) & (table["p_holm"] < 0.05)]
-        n_pairs = int((table["group"] == group).sum())
-        text += f" {len(significant)} of {n_pairs} pair{'s' if n_pairs != 1 else ''} are separable."
+        text += count
         disagree = rows[rows["disagree"]]["arm"].tolist()
         if disagree:
             text += f" Seeds disagree wildly (> 5 points apart or some diverged) for {and_list(disagree)}."
@@ -202,9 +209,10 @@ def diagnostic_findings(study: Study, diag: pd.DataFrame) -> list:
                      for arm, r in vanish.iterrows()]
             out.append(sentence(where, f"vanishing gradients at initialisation for {and_list(parts)}."))
         else:
+            low, high = f"{rows['grad_ratio_init'].min():.2g}", f"{rows['grad_ratio_init'].max():.2g}"
+            span = f"is {low} for every arm" if low == high else f"is between {low} and {high}"
             out.append(sentence(where, f"no vanishing gradients at initialisation: the first/output-layer gradient-"
-                                       f"norm ratio is between {rows['grad_ratio_init'].min():.2g} and "
-                                       f"{rows['grad_ratio_init'].max():.2g}."))
+                                       f"norm ratio {span}."))
         dead = rows[(rows["inactive"] == "dead") & (rows["dead_end"] > 0.005)]
         if len(dead):
             parts = [f"{arm} {r['dead_end']:.1%} ({r['dead_init']:.1%} at initialisation, up to "
