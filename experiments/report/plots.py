@@ -185,7 +185,8 @@ def plot_tuning(study: Study, summary: pd.DataFrame) -> str | None:
             score = pd.Series({value: r["final_val_acc"].mean() if (r["status"] == "ok").all() else np.nan
                                for value, r in runs.groupby(key)}, dtype=float)
             x = score.index.to_numpy(dtype=float)
-            shift = 10 ** study.offset(group, arm, 0.06) if numeric else 1.0  # ±1.5%: visible, not misleading
+            # arms side by side within ±0.075 decades of each candidate (grid points are ≥ 0.5 decades apart)
+            shift = 10 ** study.offset(group, arm, 0.15) if numeric else 1.0
             err = np.where(np.isnan(score.to_numpy(dtype=float)), DIVERGED_ERROR, error_of(score))
             ax.plot(x * shift, err, ls="-", ms=5, **style(study, arm))
             bad = np.isnan(score.to_numpy(dtype=float))
@@ -206,7 +207,8 @@ def plot_tuning(study: Study, summary: pd.DataFrame) -> str | None:
         ax.set_title(group)
         ax.grid(alpha=0.3)
     seeds = sorted(study.tune["seed"].unique())
-    fig.suptitle(f"Tuning: final validation accuracy, mean over tuning seeds {', '.join(map(str, seeds))}\n"
+    fig.suptitle(f"Tuning: final validation accuracy, mean over tuning seed{'s' if len(seeds) > 1 else ''} "
+                 f"{', '.join(map(str, seeds))}\n"
                  f"(ring = chosen; × = a seed diverged; arms shifted slightly along x)")
     return save(fig, study, "tuning.png", axes[0, 0])
 
