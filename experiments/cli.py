@@ -20,6 +20,7 @@ from experiments.plugins import add_plugin_option, load_plugins, plugins_in_argv
 COMMANDS = {
     "gradcheck": "commands.gradcheck",
     "train": "commands.train",
+    "study": "commands.studies",
     "activations": "commands.studies",
     "optimizers": "commands.studies",
     "backends": "commands.studies",

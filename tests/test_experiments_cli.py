@@ -11,7 +11,7 @@ from experiments.cli import COMMANDS, build_parser, main
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
-@pytest.mark.parametrize("command", ["train", "activations", "optimizers", "backends", "report", "all"])
+@pytest.mark.parametrize("command", ["train", "study", "activations", "optimizers", "backends", "report", "all"])
 def test_every_command_has_a_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -43,19 +43,23 @@ def test_train_rejects_an_invalid_config(capsys):
 def test_optimizers_command_quick_grid_with_overrides(tmp_path):
     with np.errstate(all="ignore"):
         code = main(["optimizers", "--quick", "--optimizers", "SGD", "Adam", "--train-subset", "500", "--epochs",
-                     "1", "--seeds", "2", "--out", str(tmp_path), "--device", "cpu", "--no-progress"])
+                     "1", "--seeds", "2", "--lrs", "0.001", "0.01", "--out", str(tmp_path), "--device", "cpu",
+                     "--no-progress"])
     assert code == 0
     plan = pd.read_csv(tmp_path / "plan.csv")
-    assert (plan["phase"] == "tune").sum() == 2 * 3 and (plan["phase"] == "seeds").sum() == 2 * 2
-    assert len(pd.read_csv(tmp_path / "runs.csv")) == 2 * 3 + 2  # seed 0 at the chosen rate is reused
-    assert (tmp_path / "REPORT.md").exists() and (tmp_path / "lr_sensitivity.png").exists()
+    # quick: 1 tuning seed; --lrs gives both optimizers the same 2 candidates; final seeds 1 and 2 are fresh
+    assert (plan["phase"] == "tune").sum() == 2 * 2 and (plan["phase"] == "seeds").sum() == 2 * 2
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == 2 * 2 + 2 * 2 and set(runs["epochs"]) == {1} and set(runs["seed"]) == {0, 1, 2}
+    assert (tmp_path / "REPORT.md").exists() and (tmp_path / "tuning.png").exists()
 
 
 def test_all_runs_every_step_with_the_shared_options():
     args = argparse.Namespace(results="out", device="cpu", threads=1, data_dir="d", quick=True, force=False,
                               no_progress=True)
     steps = run_all.steps(args)
-    assert [s[0] for s in steps] == ["gradcheck", "activations", "optimizers", "backends", "report"]
+    assert [s[0] for s in steps] == ["gradcheck", "activations", "optimizers", "backends", "study", "report"]
+    assert steps[4][1].endswith("depth.toml")  # every built-in spec runs, those without a command through `study`
     parser = build_parser()
     for argv in steps:
         parsed = parser.parse_args(argv)  # every step is a valid command line

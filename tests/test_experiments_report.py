@@ -1,4 +1,4 @@
-"""Reports are rebuilt from the CSV files alone, with numbers computed from them; t-based intervals."""
+"""Reports are rebuilt from the CSV files alone, with numbers computed from them, for the built-in studies."""
 import re
 import shutil
 
@@ -10,11 +10,12 @@ from experiments import report
 
 from experiments.runs import training
 from experiments.cli import main
-from experiments.stats import mean_ci, t_quantile_975
+from experiments.stats import accuracy_ci
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
-PLOTS = ["test_accuracy.png", "learning_curves.png", "lr_sensitivity.png", "grad_norms.png", "dead_saturated.png"]
+PLOTS = ["test_accuracy.png", "comparisons.png", "learning_curves.png", "tuning.png", "layer_profiles.png",
+         "inactive_units.png"]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,8 @@ def results(tmp_path_factory):
     tiny = ["--train-subset", "500", "--epochs", "1", "--no-progress", "--device", "cpu"]
     with np.errstate(all="ignore"):
         assert main(["activations", "--out", str(root / "activations"), "--seeds", "2", "--activations", "relu",
-                     "sigmoid", "--lrs", "0.03", "0.3", *tiny]) == 0
-        assert main(["backends", "--out", str(root / "backends"), *tiny]) == 0
+                     "sigmoid", "--lrs", "0.03", "0.3", "--set", "tune.seeds=1", *tiny]) == 0
+        assert main(["backends", "--out", str(root / "backends"), "--seeds", "2", *tiny]) == 0
     return root
 
 
@@ -47,11 +48,12 @@ def test_report_rebuilds_every_plot_and_report_from_csv_alone(copy):
     assert main(["report", "--results", str(copy)]) == 0
     for name in PLOTS:
         assert (copy / "activations" / name).stat().st_size > 10_000
-    assert (copy / "backends" / "backends.png").exists()
+    assert (copy / "backends" / "curve_differences.png").exists()
+    assert len(pd.read_csv(copy / "activations" / "comparisons.csv")) == 2  # one pair per group
     text = (copy / "activations" / "REPORT.md").read_text()
     for name in PLOTS:
         assert f"]({name})" in text
-    for heading in ("## Findings", "## Final test accuracy", "## Learning-rate tuning", "## Environment"):
+    for heading in ("## Findings", "## Final test accuracy", "## Paired comparisons", "## Tuning", "## Environment"):
         assert heading in text
     overview = (copy / "REPORT.md").read_text()
     assert "activations/REPORT.md" in overview and "backends/REPORT.md" in overview
@@ -63,26 +65,31 @@ def test_report_numbers_come_from_the_csv(copy):
     final = plan[plan["phase"] == "seeds"].merge(runs, on="key")
     shallow = final[final["layer_sizes"] == "784-128-128-10"]
     best = shallow.groupby("arm")["test_acc"].mean().idxmax()
-    ci = mean_ci(shallow[shallow["arm"] == best]["test_acc"])
-    assert f"the best activation is **{best}** with test accuracy {ci.format('.2%')}" in findings(copy)
+    ci = accuracy_ci(shallow[shallow["arm"] == best]["test_acc"])
+    assert f"the highest mean test accuracy is {best}'s, {ci.format('.2%')}" in findings(copy)
 
     runs.loc[runs["key"].isin(shallow["key"]), "test_acc"] = 0.5  # change the data: the text follows
     runs.to_csv(copy / "activations" / "runs.csv", index=False)
-    assert "with test accuracy 50.00% ± 0.00%" in findings(copy)
+    assert "all 2 arms reach the same mean test accuracy, 50.00% [50.00, 50.00%]" in findings(copy)
 
 
 def test_report_quotes_the_deep_sigmoid_gradients_and_relu_dead_units(copy):
     text = findings(copy)
     deep = report.diagnostics(report.open_study(copy / "activations"))
     sigmoid = deep[(deep["arm"] == "sigmoid") & deep["group"].str.startswith("8 hidden")].iloc[0]
-    assert re.search(rf"with sigmoid the first layer's weight-gradient norm is {sigmoid['grad_first_init']:.2e}", text)
-    assert "dead units: with relu" in text
+    assert f"vanishing gradients at initialisation for sigmoid (first layer {sigmoid['grad_first_init']:.1e}" in text
+    relu = deep[(deep["arm"] == "relu")]
+    assert ("dead hidden units (f' = 0 on every probe image) after training: relu" in text) == \
+        bool((relu["dead_end"] > 0.005).any())
+    assert "saturated outputs (in the flat tails, per unit and image): sigmoid" in text
 
 
 def test_backends_report_shows_the_curves_coincide(copy):
-    assert "the curves coincide" in findings(copy, "backends")
-    max_diff = max(float(d.max()) for d in report.curve_differences(report.open_study(copy / "backends")).values())
-    assert max_diff < 1e-10
+    assert "manual and torch (backends): the learning curves coincide" in findings(copy, "backends")
+    (pair, table), = report.curve_differences(report.open_study(copy / "backends")).items()
+    assert pair == ("backends", "manual", "torch") and float(table.max().max()) < 1e-10
+    comparisons = pd.read_csv(copy / "backends" / "comparisons.csv")
+    assert comparisons["verdict"].str.startswith("not separable with 2 seeds").all()
 
 
 def test_a_diverged_run_shows_in_the_report(copy):
@@ -95,16 +102,6 @@ def test_a_diverged_run_shows_in_the_report(copy):
 def test_report_without_studies_says_so(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path)]) == 1
     assert "no study folder" in capsys.readouterr().out
-
-
-def test_t_quantiles_and_confidence_intervals():
-    assert t_quantile_975(1) == 12.706 and t_quantile_975(2) == 4.303 and t_quantile_975(1000) == 1.960
-    assert t_quantile_975(35) == t_quantile_975(30)  # between table entries: the conservative one
-    ci = mean_ci([0.90, 0.92, 0.94])
-    assert ci.mean == pytest.approx(0.92) and ci.n == 3
-    assert ci.half_width == pytest.approx(4.303 * 0.02 / np.sqrt(3))
-    assert mean_ci([0.5, np.nan]).n == 1 and np.isnan(mean_ci([0.5]).half_width)
-    assert mean_ci([]).n == 0
 
 
 @pytest.mark.parametrize("errors, lowest_tick", [([0.03, 0.05], "90.0%"), ([0.03, 0.6], "diverged"),

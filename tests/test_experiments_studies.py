@@ -1,4 +1,5 @@
-"""Sweeps: the results store, resuming, diverged runs, the tune-then-rerun procedure, --force, CUDA stacking."""
+"""Sweeps: the results store, resuming, diverged runs, --force, CUDA stacking (the study runner itself:
+tests/test_experiments_study_run.py)."""
 import dataclasses
 
 import numpy as np
@@ -7,11 +8,9 @@ import pytest
 import torch
 
 from experiments import store as results_store
-from experiments.commands import studies
 from experiments.runs import training
 from experiments.data import load_mnist
 from experiments.files import write_csv
-from experiments.commands.studies import Arm, choose_lr, tune_then_rerun
 from experiments.execute import ExecOptions, train_pending
 from experiments.runs.training import RunConfig
 
@@ -95,7 +94,6 @@ def test_a_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path, data, count_
     runs = results_store.load(tmp_path).runs.set_index("key")
     assert runs.loc[DIVERGING.key(), "status"] == "diverged"
     assert runs.loc[configs(0.05)[0].key(), "status"] == "ok"
-    assert choose_lr(runs.reset_index(), [DIVERGING]) == DIVERGING.lr  # all diverged: the smallest rate
 
 
 def test_orphan_rows_of_an_unfinished_run_are_dropped_on_load(tmp_path, data):
@@ -106,46 +104,6 @@ def test_orphan_rows_of_an_unfinished_run_are_dropped_on_load(tmp_path, data):
     tables = results_store.load(tmp_path)
     assert set(tables.epochs["key"]) == {configs(0.05)[0].key()}
     assert not results_store.Store(tmp_path).has("deadbeef0000")
-
-
-def test_choose_lr_takes_the_best_validation_accuracy_and_skips_diverged():
-    cs = configs(0.01, 0.1, 1.0)
-    runs = pd.DataFrame({"key": [c.key() for c in cs], "status": ["ok", "ok", "diverged"],
-                         "final_val_acc": [0.8, 0.9, float("nan")]})
-    assert choose_lr(runs, cs) == 0.1
-    runs["final_val_acc"] = [0.9, 0.9, float("nan")]
-    assert choose_lr(runs, cs) == 0.01  # ties: the smaller rate
-
-
-def test_tune_then_rerun_reuses_the_seed0_run_at_the_chosen_lr(tmp_path, data, count_training):
-    arms = [Arm("g", act, dataclasses.replace(BASE, activation=act), (0.01, 0.1)) for act in ("relu", "tanh")]
-    store = results_store.Store(tmp_path)
-    chosen = tune_then_rerun("activations", arms, range(3), data, "cpu", store, progress=False)
-    assert len(count_training) == 2 * 2 + 2 * 2  # tuning grid, then seeds 1 and 2 only
-    plan = results_store.load(tmp_path).plan
-    assert list(plan.columns) == ["study", "group", "arm", "phase", "key"]
-    for arm in arms:
-        final = plan[(plan["arm"] == arm.name) & (plan["phase"] == "seeds")]["key"]
-        assert list(final) == [arm.config(chosen[arm], seed).key() for seed in range(3)]
-        assert final.iloc[0] in set(plan[plan["phase"] == "tune"]["key"])
-    tune_then_rerun("activations", arms, range(3), data, "cpu", results_store.Store(tmp_path), progress=False)
-    assert len(count_training) == 8  # resumed: nothing left to train
-
-
-def test_study_grids_are_valid_and_quick_is_smaller():
-    for grids, make in ((studies.ACTIVATION_GRIDS, lambda g, q: studies.activation_arms(g)),
-                        (studies.OPTIMIZER_GRIDS, studies.optimizer_arms)):
-        full = make(grids["full"], False)
-        quick = make(grids["quick"], True)
-        n_full = sum(len(a.lrs) + grids["full"].seeds - 1 for a in full)
-        n_quick = sum(len(a.lrs) + grids["quick"].seeds - 1 for a in quick)
-        assert n_quick < n_full
-        for arm in full + quick:
-            arm.config(arm.lrs[0], 0)  # RunConfig validates every field
-    assert {a.name for a in studies.activation_arms(studies.ACTIVATION_GRIDS["full"])} == \
-        set(studies.ACTIVATIONS)
-    depths = {len(a.base.layer_sizes) - 2 for a in studies.activation_arms(studies.ACTIVATION_GRIDS["full"])}
-    assert depths == {2, 8}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

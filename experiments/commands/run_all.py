@@ -1,15 +1,26 @@
-"""``python -m experiments all``: gradcheck, activations, optimizers, backends, report — in sequence.
+"""``python -m experiments all``: gradcheck, every built-in study, report — in sequence.
 
-Each step is the command of the same name, run with its own defaults (or its
-``--quick`` grid) and its folder under ``--results``. A failing step does not
-stop the others; the exit code is the first non-zero one.
+The studies are the spec files shipped in ``experiments/specs/`` (activations, optimizers, backends, and any
+spec added there later): each runs as ``python -m experiments <name>`` when it has a command of its own,
+else as ``study <spec>``, with its defaults (or its ``[quick]`` variant) and its folder under ``--results``.
+A failing step does not stop the others; the exit code is the first non-zero one.
 """
 from __future__ import annotations
 
 import os
 import time
 
-STUDIES = ("activations", "optimizers", "backends")
+
+
+def studies() -> list:
+    """The built-in specs' names: those with a command first, then the others alphabetically."""
+    from importlib import resources
+
+    from experiments.commands.studies import BUILTIN
+
+    found = sorted(p.name[:-5] for p in (resources.files("experiments") / "specs").iterdir()
+                   if p.name.endswith(".toml"))
+    return [n for n in BUILTIN if n in found] + [n for n in found if n not in BUILTIN]
 
 
 def results_folder(args) -> str:
@@ -20,11 +31,18 @@ def results_folder(args) -> str:
 def steps(args) -> list:
     """The argument lists of the commands ``all`` runs."""
     results = results_folder(args)
+    from experiments.commands.studies import BUILTIN, builtin_spec
+
     plugins = [token for spec in getattr(args, "plugins", ()) for token in ("--plugin", spec)]
     out = [["gradcheck", "--out", os.path.join(results, "gradcheck")] + plugins]
     shared = ["--device", args.device, "--threads", str(args.threads), "--data-dir", args.data_dir] + plugins
     shared += ["--quick"] * args.quick + ["--force"] * args.force + ["--no-progress"] * args.no_progress
-    out += [[study, "--out", os.path.join(results, study)] + shared for study in STUDIES]
+    shared += ["--workers", str(getattr(args, "workers", 1)), "--executor", getattr(args, "executor", "local")]
+    shared += ["--address", args.address] if getattr(args, "address", None) else []
+    shared += ["--no-stack"] * getattr(args, "no_stack", False)
+    for study in studies():
+        command = [study] if study in BUILTIN else ["study", str(builtin_spec(study))]
+        out.append(command + ["--out", os.path.join(results, study)] + shared)
     return out + [["report", "--results", results]]
 
 
@@ -46,15 +64,18 @@ def run(args) -> int:
 
 def add_parser(subparsers) -> None:
     from experiments.commands.studies import add_device_options
+    from experiments.execute import add_executor_options
 
     p = subparsers.add_parser(
-        "all", help="everything in sequence: gradcheck, activations, optimizers, backends, report",
-        description="Runs gradcheck, the activation and optimizer studies, the backends side by side and the "
-                    "report, each into its folder under --results. With --quick every study uses its small grid "
-                    "(a subset of MNIST, fewer epochs, seeds and activations): a few minutes on a 2-core CPU. "
-                    "Finished runs are kept and skipped when run again.")
+        "all", help="everything in sequence: gradcheck, every built-in study (activations, optimizers, backends, "
+                    "...), report",
+        description="Runs gradcheck, every study of experiments/specs/ (activations, optimizers, backends, and any "
+                    "spec added there) and the report, each into its folder under --results. With --quick every "
+                    "study runs its spec's [quick] variant (a subset of MNIST, fewer epochs, seeds and arms): a few "
+                    "minutes on a 2-core CPU. Finished runs are kept and skipped when run again.")
     p.add_argument("--quick", action="store_true", help="the studies' small grids (the README's main job)")
     add_device_options(p)
+    add_executor_options(p)
     p.add_argument("--results", metavar="DIR",
                    help="parent folder of the study folders (default: results; with --quick: results/quick)")
     p.add_argument("--force", action="store_true", help="retrain runs that are already recorded")

@@ -1,216 +1,94 @@
-"""The studies: what each one trains, and the commands ``activations``, ``optimizers`` and ``backends``.
+"""The study commands: ``study SPEC.toml`` and the built-in specs' names ``activations``, ``optimizers``,
+``backends`` (and any other ``experiments/specs/<name>.toml``).
 
-A study compares *arms* (an activation on a given depth, an optimizer, a
-backend). The two ablations share one procedure, ``tune_then_rerun``:
-
-1. tune: every arm is trained with seed 0 at each learning rate of its grid, and
-   the rate with the best final validation accuracy is chosen (``choose_lr``:
-   diverged runs never win; ties go to the smaller rate);
-2. seeds: every arm is trained with each seed at its chosen rate. The seed-0 run
-   at the chosen rate has the same config, hence the same key, as its tuning run,
-   so it is reused, not retrained.
-
-Whatever is missing from the study's folder is trained by ``train_pending``: one
-run after another with ``training.train`` on the CPU; on a CUDA GPU, configs
-that differ only in seed and learning rate are trained together as one batched
-model by ``experiments.stacked.train_stacked``. Every finished run lands in the
-folder at once (``experiments.store``), so an interrupted study resumes where it
-stopped; ``--force`` retrains.
-
-``plan.csv`` records which run plays which part (study, group, arm, phase, key),
-so that ``experiments.report`` rebuilds every table and plot from the CSV files.
+A command reads the spec (``experiments.spec``), applies ``--quick`` (the spec's ``[quick]`` table) and the
+``--set`` overrides, then either prints the plan with an estimated time (``--dry-run``,
+``experiments.plan.estimate``) or runs it (``experiments.plan.run_study``: tune, final seeds, every run
+through ``experiments.execute.train_pending``) and rebuilds the study's report.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import platform
-from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from manual.activations import ACTIVATIONS
-
-from experiments.runs import training
 from experiments.cli import positive_int
 from experiments.data import DEFAULT_ROOT, N_TRAIN, load_mnist
-from experiments.store import Store
-from experiments.execute import ExecOptions, train_pending
-from experiments.runs.training import RunConfig, resolve_device
+from experiments.execute import add_executor_options, options_from_args
+from experiments.runs.training import resolve_device
+from experiments.spec import EXAMPLE, load_spec
 
-SHALLOW = (784, 128, 128, 10)  # 2 hidden layers
-DEEP = (784,) + (64,) * 8 + (10,)  # 8 hidden layers
-DEPTHS = (SHALLOW, DEEP)
-TUNE_SEED = 0
+BUILTIN = ("activations", "optimizers", "backends")  # the built-in specs that have a command of their own
 
 
-@dataclass(frozen=True)
-class Grid:
-    """The size of a study; ``--quick`` and the full default differ only here."""
-
-    epochs: int
-    seeds: int
-    train_subset: int | None
-    arms: tuple  # the activations / optimizers compared
-    lrs: tuple = ()  # the activation study's learning-rate grid (each optimizer has its own)
-
-
-# Activation study: SGD with momentum 0.9 and Xavier init for every activation, so that only the
-# activation differs (He init is derived for ReLU and would favour it; Xavier is neutral). With
-# momentum 0.9 the effective step is 10× the rate: the grid goes from cautious to unstable.
-ACTIVATION_BASE = RunConfig(init="xavier", optimizer="SGD", momentum=0.9, batch_size=128)
-ACTIVATION_GRIDS = {
-    "full": Grid(epochs=4, seeds=3, train_subset=None, arms=tuple(ACTIVATIONS),
-                 lrs=(0.01, 0.03, 0.1, 0.3, 1.0)),
-    "quick": Grid(epochs=3, seeds=3, train_subset=10_000, arms=("sigmoid", "tanh", "relu", "elu", "gelu"),
-                  lrs=(0.03, 0.1, 0.3)),
-}
-
-# Optimizer study: 784-128-128-10 ReLU with He init; each optimizer's grid spans its usual range
-# in half-decade steps (--quick keeps every other point: decade steps).
-OPTIMIZER_BASE = RunConfig(layer_sizes=SHALLOW, activation="relu", init="he", batch_size=128)
-OPTIMIZERS = {  # name → (RunConfig fields, learning-rate grid)
-    "SGD": ({"optimizer": "SGD"}, (0.01, 0.03, 0.1, 0.3, 1.0)),
-    "SGD+momentum": ({"optimizer": "SGD", "momentum": 0.9}, (0.001, 0.003, 0.01, 0.03, 0.1)),
-    "Nesterov": ({"optimizer": "SGD", "momentum": 0.9, "nesterov": True}, (0.001, 0.003, 0.01, 0.03, 0.1)),
-    "Adagrad": ({"optimizer": "Adagrad"}, (0.001, 0.003, 0.01, 0.03, 0.1)),
-    "RMSprop": ({"optimizer": "RMSprop"}, (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
-    "Adam": ({"optimizer": "Adam"}, (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
-    "AdamW": ({"optimizer": "AdamW"}, (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
-}
-OPTIMIZER_GRIDS = {
-    "full": Grid(epochs=4, seeds=3, train_subset=None, arms=tuple(OPTIMIZERS)),
-    "quick": Grid(epochs=3, seeds=3, train_subset=10_000, arms=tuple(OPTIMIZERS)),
-}
-
-# Backends side by side: the same float64 run by the hand-written NumPy network and by PyTorch.
-BACKEND_BASE = RunConfig(layer_sizes=SHALLOW, activation="relu", init="he", optimizer="SGD", momentum=0.9,
-                         lr=0.03, dtype="float64")
-BACKEND_GRIDS = {
-    "full": Grid(epochs=3, seeds=1, train_subset=None, arms=("manual", "torch")),
-    "quick": Grid(epochs=3, seeds=1, train_subset=5000, arms=("manual", "torch")),
-}
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One compared thing: its panel (``group``), its name, its config but for lr and seed, its lr grid."""
-
-    group: str
-    name: str
-    base: RunConfig
-    lrs: tuple
-
-    def config(self, lr: float, seed: int) -> RunConfig:
-        return dataclasses.replace(self.base, lr=lr, seed=seed)
-
-
-def depth_label(layer_sizes) -> str:
-    """``8 hidden (784-64×8-10)``: the number of hidden layers and the widths, repeats folded."""
-    parts, i = [], 0
-    while i < len(layer_sizes):
-        j = i
-        while j + 1 < len(layer_sizes) and layer_sizes[j + 1] == layer_sizes[i]:
-            j += 1
-        count = j - i + 1
-        parts += [f"{layer_sizes[i]}×{count}"] if count > 2 else [str(layer_sizes[i])] * count
-        i = j + 1
-    return f"{len(layer_sizes) - 2} hidden ({'-'.join(parts)})"
-
-
-def activation_arms(grid: Grid) -> list[Arm]:
-    base = dataclasses.replace(ACTIVATION_BASE, epochs=grid.epochs, train_subset=grid.train_subset)
-    return [Arm(depth_label(sizes), act, dataclasses.replace(base, layer_sizes=sizes, activation=act), grid.lrs)
-            for sizes in DEPTHS for act in grid.arms]
-
-
-def optimizer_arms(grid: Grid, quick: bool) -> list[Arm]:
-    base = dataclasses.replace(OPTIMIZER_BASE, epochs=grid.epochs, train_subset=grid.train_subset)
-    group = f"{depth_label(base.layer_sizes)} {base.activation}"
-    arms = []
-    for name in grid.arms:
-        fields, lrs = OPTIMIZERS[name]
-        arms.append(Arm(group, name, dataclasses.replace(base, **fields), lrs[::2] if quick else lrs))
-    return arms
-
-
-def choose_lr(runs: pd.DataFrame, configs: list[RunConfig]) -> float:
-    """The lr of the config whose run reached the best final validation accuracy; diverged (or missing) runs
-    never win, ties go to the first config (the smaller rate: grids are ascending)."""
-    rows = runs.set_index("key").reindex([c.key() for c in configs])
-    acc = rows["final_val_acc"].where(rows["status"] == "ok").to_numpy(dtype=float)
-    if np.isnan(acc).all():  # every run diverged: the smallest rate is the least bad guess
-        return min(c.lr for c in configs)
-    return configs[int(np.nanargmax(acc))].lr
-
-
-def plan_rows(study: str, arm: Arm, phase: str, configs) -> list[dict]:
-    return [{"study": study, "group": arm.group, "arm": arm.name, "phase": phase, "key": c.key()} for c in configs]
-
-
-def tune_then_rerun(study: str, arms: list[Arm], seeds, data, device: str, store: Store, force: bool = False,
-                    progress: bool = True) -> dict:
-    """Tune each arm's lr on validation with seed 0, rerun the seeds at the chosen lr; return arm → lr."""
-    tune = {arm: [arm.config(lr, TUNE_SEED) for lr in arm.lrs] for arm in arms}
-    plan = [row for arm in arms for row in plan_rows(study, arm, "tune", tune[arm])]
-    store.save("plan", pd.DataFrame(plan))
-    options = ExecOptions(device=device, force=force, progress=progress)
-    train_pending([c for configs in tune.values() for c in configs], data, store, options)
-
-    chosen = {arm: choose_lr(store.tables.runs, tune[arm]) for arm in arms}
-    final = {arm: [arm.config(chosen[arm], seed) for seed in seeds] for arm in arms}
-    plan += [row for arm in arms for row in plan_rows(study, arm, "seeds", final[arm])]
-    store.save("plan", pd.DataFrame(plan))
-    train_pending([c for configs in final.values() for c in configs], data, store, options)
-    return chosen
+def builtin_spec(name: str) -> Path:
+    """The path of the built-in spec ``experiments/specs/<name>.toml`` (package data)."""
+    return Path(str(resources.files("experiments") / "specs" / f"{name}.toml"))
 
 
 def environment(device: str) -> pd.DataFrame:
     """Where a study ran: device, library versions, CPU count (saved as ``environment.csv``)."""
     import matplotlib
     import numpy
+    import scipy
     import torch
     import torchvision
 
     rows = {"device": device, "python": platform.python_version(), "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "numpy": numpy.__version__,
-            "torch": torch.__version__, "torchvision": torchvision.__version__, "pandas": pd.__version__,
-            "matplotlib": matplotlib.__version__}
+            "scipy": scipy.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "pandas": pd.__version__, "matplotlib": matplotlib.__version__}
     if device == "cuda":
         rows["gpu"] = torch.cuda.get_device_name()
     return pd.DataFrame({"name": list(rows), "value": [str(v) for v in rows.values()]})
 
 
-# --------------------------------------------------------------------------- commands
-def resolve_grid(args, grids: dict) -> Grid:
-    """The study's grid (``--quick`` or full) with the options given on the command line applied."""
-    grid = grids["quick" if args.quick else "full"]
-    overrides = {name: getattr(args, name) for name in ("epochs", "seeds", "arms", "lrs")
-                 if getattr(args, name, None) is not None}
-    if args.train_subset is not None:
-        overrides["train_subset"] = None if args.train_subset == N_TRAIN else args.train_subset
-    return dataclasses.replace(grid, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
-
-
 def default_folder(name: str, quick: bool) -> str:
     """Where a study writes unless told: ``results/<name>``, or ``results/quick/<name>`` with ``--quick``
-    (so that the README's quick run never mixes into the committed reference run)."""
+    (so that a quick run never mixes into the committed reference run)."""
     return os.path.join("results", "quick", name) if quick else os.path.join("results", name)
 
 
-def open_study(args, grid: Grid):
-    """Device, data and store of a study command, with its environment recorded."""
+def overrides(args) -> list[str]:
+    """The ``--set`` assignments, after those the named commands' shorthand options stand for."""
+    out = []
+    if getattr(args, "epochs", None) is not None:
+        out.append(f"base.epochs={args.epochs}")
+    if getattr(args, "seeds", None) is not None:
+        out.append(f"seeds={args.seeds}")
+    if getattr(args, "train_subset", None) is not None:
+        out.append(f"base.train_subset={args.train_subset}" if args.train_subset != N_TRAIN else "")
+    if getattr(args, "arms", None):
+        out.append(f"grid.{args.arms_axis}=[{', '.join(repr(a).replace(chr(39), chr(34)) for a in args.arms)}]")
+    if getattr(args, "lrs", None):
+        out.append(f"tune.lr=[{', '.join(map(str, args.lrs))}]")
+    return [o for o in out if o] + list(args.set or [])
+
+
+def run(args) -> int:
+    from experiments.plan import run_study
+    from experiments.plan.estimate import describe, estimate
+    from experiments.store import Store
+
+    spec_path = builtin_spec(args.command) if args.command != "study" else Path(args.spec)
+    spec = load_spec(spec_path, overrides(args), quick=args.quick)
+    store = Store(args.out or default_folder(spec.name, args.quick))
+    if args.dry_run:
+        use_device(args)  # torch's threads as the runs will have them
+        print(describe(spec, estimate(spec, store, args.workers)))
+        return 0
     device = use_device(args)
-    data = load_mnist(Path(args.data_dir), grid.train_subset)
-    store = Store(args.out or default_folder(args.command, args.quick))
     store.save("environment", environment(device))
-    return device, data, store
+    root = Path(args.data_dir)
+    run_study(spec, lambda subset: load_mnist(root, subset), store, options_from_args(args, device, spec.plugins))
+    return finish_study(store)
 
 
-def finish_study(store: Store) -> int:
+def finish_study(store) -> int:
     """Rebuild the study's report and say what was done."""
     from experiments import report
 
@@ -220,36 +98,6 @@ def finish_study(store: Store) -> int:
     print(f"trained {len(store.added)} new run(s); {len(runs)} run(s) in {store.folder} ({diverged} diverged); "
           f"report: {path}")
     return 0
-
-
-def run_activations(args) -> int:
-    grid = resolve_grid(args, ACTIVATION_GRIDS)
-    device, data, store = open_study(args, grid)
-    tune_then_rerun("activations", activation_arms(grid), range(grid.seeds), data, device, store, args.force,
-                    not args.no_progress)
-    return finish_study(store)
-
-
-def run_optimizers(args) -> int:
-    grid = resolve_grid(args, OPTIMIZER_GRIDS)
-    device, data, store = open_study(args, grid)
-    tune_then_rerun("optimizers", optimizer_arms(grid, args.quick), range(grid.seeds), data, device, store,
-                    args.force, not args.no_progress)
-    return finish_study(store)
-
-
-def run_backends(args) -> int:
-    grid = resolve_grid(args, BACKEND_GRIDS)
-    device, data, store = open_study(args, grid)
-    base = dataclasses.replace(BACKEND_BASE, epochs=grid.epochs, train_subset=grid.train_subset)
-    arms = [Arm(depth_label(base.layer_sizes), name, dataclasses.replace(base, backend=name), (base.lr,))
-            for name in grid.arms]
-    configs = {arm: [arm.config(base.lr, seed) for seed in range(grid.seeds)] for arm in arms}
-    store.save("plan", pd.DataFrame([row for arm in arms for row in plan_rows("backends", arm, "seeds",
-                                                                              configs[arm])]))
-    train_pending([c for cs in configs.values() for c in cs], data, store,
-                  ExecOptions(device=device, force=args.force, progress=not args.no_progress))
-    return finish_study(store)
 
 
 def use_device(args) -> str:
@@ -272,65 +120,77 @@ def add_device_options(p: argparse.ArgumentParser) -> None:
                    help="folder holding MNIST/raw/ with the four MNIST .gz files (default: the project's data/)")
 
 
-def add_study_options(p: argparse.ArgumentParser, name: str, grids: dict) -> None:
-    full, quick = grids["full"], grids["quick"]
-    p.add_argument("--quick", action="store_true",
-                   help=f"the small grid: {quick.train_subset} training images, {quick.epochs} epochs, "
-                        f"{quick.seeds} seeds")
-    p.add_argument("--epochs", type=positive_int, help=f"epochs per run (default: {full.epochs}; quick: "
-                                                        f"{quick.epochs})")
-    p.add_argument("--seeds", type=positive_int, help=f"seeds per arm, 0..N-1 (default: {full.seeds}; quick: "
-                                                       f"{quick.seeds})")
-    p.add_argument("--train-subset", type=positive_int, metavar="N",
-                   help=f"train on the first N of the 50,000 training images (default: all; quick: "
-                        f"{quick.train_subset})")
-    add_device_options(p)
+def add_study_options(p: argparse.ArgumentParser, name: str | None) -> None:
+    """The options every study command shares."""
+    where = f"results/{name}" if name else "results/<name>"
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a spec value, as TOML: seeds=3, base.epochs=2, grid.activation='[\"relu\", "
+                        "\"gelu\"]', tune.lr=[0.01,0.1]; a bare RunConfig field means base.<field> (repeatable)")
+    p.add_argument("--quick", action="store_true", help="the spec's [quick] variant (a few minutes), written to "
+                                                        "results/quick/<name> unless --out is given")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the arms, the runs and an estimated time (from timing a few hundred training "
+                        "steps of each architecture) without training")
     p.add_argument("--out", metavar="DIR",
-                   help=f"the study's folder: CSV files, plots, REPORT.md (default: {default_folder(name, False)}; "
-                        f"with --quick: {default_folder(name, True)})")
-    p.set_defaults(command=name)
+                   help=f"the study's folder: CSV files, plots, REPORT.md (default: {where}; with --quick: "
+                        f"{where.replace('results/', 'results/quick/')})")
+    add_device_options(p)
+    add_executor_options(p)
     p.add_argument("--force", action="store_true", help="retrain runs already in --out instead of skipping them")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(command=name or "study", run=run)
 
 
-CUDA_NOTE = ("On a CUDA GPU (--device auto finds one), the runs that differ only in seed and learning rate are "
-             "trained together as one batched model.")
+def add_shorthands(p: argparse.ArgumentParser, arms_axis: str | None, arms_help: str | None,
+                   lrs: bool) -> None:
+    """The named commands' options, each a shorthand for a --set."""
+    p.add_argument("--epochs", type=positive_int, help="epochs per run (= --set base.epochs=N)")
+    p.add_argument("--seeds", type=positive_int, help="final seeds per arm (= --set seeds=N)")
+    p.add_argument("--train-subset", type=positive_int, metavar="N",
+                   help="train on the first N of the 50,000 training images (= --set base.train_subset=N)")
+    if arms_axis:
+        p.add_argument(f"--{arms_axis.replace('_', '-')}s", dest="arms", nargs="+", metavar="NAME",
+                       help=f"{arms_help} (= --set grid.{arms_axis}=[...])")
+    if lrs:
+        p.add_argument("--lrs", nargs="+", type=float, metavar="LR",
+                       help="the learning-rate candidates (= --set tune.lr=[...])")
+    p.set_defaults(arms_axis=arms_axis)
+
+
+def spec_comments(name: str) -> str:
+    """The first comment block of a built-in spec: what it compares and why (for --help)."""
+    lines = []
+    for line in builtin_spec(name).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").rstrip())
+    return " ".join(lines)
+
+
+class ExampleFormatter(argparse.RawDescriptionHelpFormatter):
+    pass
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "activations", help="ablation of every activation on a shallow and a deep net, lr tuned per activation",
-        description="Every activation of manual.ACTIVATIONS on a 2-hidden-layer (784-128-128-10) and an "
-                    "8-hidden-layer (784-64×8-10) network, trained by the torch backend with SGD (momentum 0.9), "
-                    "Xavier init for all so that only the activation differs. Phase 1 trains seed 0 at each "
-                    "learning rate of the grid and picks, per activation and depth, the one with the best final "
-                    "validation accuracy; phase 2 trains the other seeds at that rate. Finished runs are kept in "
-                    "--out and skipped when the command is run again; the report (plots, REPORT.md) is rebuilt at "
-                    "the end. " + CUDA_NOTE)
-    add_study_options(p, "activations", ACTIVATION_GRIDS)
-    p.add_argument("--activations", dest="arms", nargs="+", choices=list(ACTIVATIONS), metavar="NAME",
-                   help=f"activations to compare (default: all; quick: {' '.join(ACTIVATION_GRIDS['quick'].arms)}"
-                        f"; valid: {', '.join(ACTIVATIONS)})")
-    p.add_argument("--lrs", nargs="+", type=float, metavar="LR",
-                   help=f"learning-rate grid (default: {' '.join(map(str, ACTIVATION_GRIDS['full'].lrs))})")
-    p.set_defaults(run=run_activations)
+        "study", help="run a study a spec file defines: arms, tuning on validation, paired statistics, report",
+        formatter_class=ExampleFormatter,
+        description="Runs the study SPEC.toml describes: the arms are the cross product of its [grid]; each arm's "
+                    "[tune] values are chosen on the\nmean validation accuracy of the tuning seeds; the final seeds "
+                    "(fresh, never a tuning seed) are then trained and compared\nper seed (paired t-test, Wilcoxon, "
+                    "Holm correction) in the report. Finished runs are kept in --out and skipped when\nrun again. A "
+                    "complete example spec:\n\n" + EXAMPLE)
+    p.add_argument("spec", metavar="SPEC.toml", help="the study's spec file (see the example above)")
+    add_study_options(p, None)
 
-    p = subparsers.add_parser(
-        "optimizers", help="SGD, momentum, Nesterov, Adagrad, RMSprop, Adam, AdamW, each with its lr tuned",
-        description="Each optimizer trains 784-128-128-10 ReLU (He init) at every learning rate of its own log "
-                    "grid with seed 0 (5 points in half-decade steps around its usual range; --quick: 3 points "
-                    "in decade steps); the rate with the best final validation accuracy is then rerun with every "
-                    "seed. Finished runs are kept in --out and skipped when the command is run again; the report "
-                    "is rebuilt at the end. " + CUDA_NOTE)
-    add_study_options(p, "optimizers", OPTIMIZER_GRIDS)
-    p.add_argument("--optimizers", dest="arms", nargs="+", choices=list(OPTIMIZERS), metavar="NAME",
-                   help=f"optimizers to compare (default: all: {', '.join(OPTIMIZERS)})")
-    p.set_defaults(run=run_optimizers)
-
-    p = subparsers.add_parser(
-        "backends", help="the NumPy and the PyTorch implementation side by side on MNIST (float64)",
-        description="The same float64 run (784-128-128-10 ReLU, He init, SGD momentum 0.9, lr 0.03, same seed "
-                    "and batch order) trained by the hand-written NumPy backend and by the PyTorch one; the "
-                    "report overlays their learning curves and gives the largest difference between them.")
-    add_study_options(p, "backends", BACKEND_GRIDS)
-    p.set_defaults(run=run_backends)
+    helps = {"activations": ("activation", "activations to compare", True),
+             "optimizers": ("optimizer", "optimizers to compare, by label", True),
+             "backends": (None, None, False)}
+    for name in BUILTIN:
+        axis, arms_help, lrs = helps[name]
+        p = subparsers.add_parser(
+            name, help=f"the built-in study experiments/specs/{name}.toml (= study with that spec)",
+            description=f"The built-in study experiments/specs/{name}.toml, run by the same code as `study`. "
+                        + spec_comments(name))
+        add_study_options(p, name)
+        add_shorthands(p, axis, arms_help, lrs)

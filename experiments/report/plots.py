@@ -1,0 +1,291 @@
+"""The plots of a study report: one panel per group, one colour and marker per arm.
+
+Accuracy is in % everywhere. Accuracy axes use a log scale of the error (1 − accuracy) with ticks labelled
+in accuracy, so that 97% against 98% stays visible next to a 10% run. Arms that coincide stay visible:
+each arm has its own marker and a small horizontal offset within its group.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from experiments.files import write_atomically
+from experiments.report.study import CURVE_METRICS, Study, curves, is_hidden, layer_means
+from experiments.stats import accuracy_ci, mean_ci
+
+ACC_TICKS = (0.1, 0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999)
+MIN_ERROR = 1e-3  # the top of the accuracy axes: 99.9%
+DIVERGED_ERROR = 1.2  # where the accuracy axes draw diverged runs, on a row of their own below 0%
+
+
+def accuracy_axis(ax, label: str, best) -> None:
+    """A y axis of accuracy drawn as log(1 − accuracy), from a little above ``best`` at the top down to a
+    little below the worst point already drawn on ``ax`` (0% and the "diverged" row only when needed)."""
+    ax.set_yscale("log")
+    best = np.nanmax(np.append(np.asarray(best, dtype=float), 0.9))
+    top = max(MIN_ERROR, (1 - best) / 2)
+    worst = ax.dataLim.ymax if np.isfinite(ax.dataLim.ymax) else DIVERGED_ERROR
+    bottom = 1.35 if worst > 0.5 else max(2 * worst, 0.05)  # bottom > top: best at the top
+    ax.set_ylim(bottom, top)
+    ticks = [a for a in ACC_TICKS if top <= 1 - a <= bottom]
+    diverged = [DIVERGED_ERROR] if bottom > DIVERGED_ERROR else []
+    ax.set_yticks(diverged + [1 - a for a in ticks], ["diverged"] * len(diverged) + [f"{a:.1%}" for a in ticks])
+    ax.minorticks_off()
+    ax.set_ylabel(f"{label}\n(log scale of the error)")
+
+
+def error_of(acc) -> np.ndarray:
+    """1 − accuracy, clipped to the accuracy axes' range."""
+    return np.clip(1 - np.asarray(acc, dtype=float), MIN_ERROR, 1.0)
+
+
+def run_errors(runs: pd.DataFrame, metric: str) -> np.ndarray:
+    """Each run's 1 − ``metric`` for the accuracy axes, diverged runs on their own row."""
+    return np.where(runs["status"] == "ok", error_of(runs[metric]), DIVERGED_ERROR)
+
+
+def epoch_axis(ax, label: str = "epoch") -> None:
+    ax.set_xlabel(label)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+def style(study: Study, arm: str) -> dict:
+    return {"color": study.color(arm), "marker": study.marker(arm), "label": arm}
+
+
+def band(ax, table: pd.DataFrame, study: Study, group: str, arm: str, transform=lambda v: v,
+         clip=(0.0, np.inf), interval=mean_ci) -> float:
+    """Mean over the rows (seeds) of ``table`` per column, shifted by the arm's offset, with its 95%
+    interval as a shaded band; returns the largest mean."""
+    stats = [interval(table[c].to_numpy(dtype=float)) for c in table.columns]
+    x = np.asarray(table.columns, dtype=float) + study.offset(group, arm)
+    mean = np.array([s.mean for s in stats])
+    low = np.where(np.isnan([s.low for s in stats]), mean, [s.low for s in stats])
+    high = np.where(np.isnan([s.high for s in stats]), mean, [s.high for s in stats])
+    ax.plot(x, transform(mean), ms=4, lw=1.2, **style(study, arm))
+    ax.fill_between(x, transform(np.clip(low, *clip)), transform(np.clip(high, *clip)), color=study.color(arm),
+                    alpha=0.15, lw=0)
+    return float(np.nanmax(mean)) if np.isfinite(mean).any() else math.nan
+
+
+def grid_figure(n_rows: int, n_cols: int, width: float = 6.0, height: float = 3.8):
+    fig = Figure(figsize=(width * n_cols + 1.8, height * n_rows), layout="constrained")
+    return fig, fig.subplots(n_rows, n_cols, squeeze=False)
+
+
+def save(fig: Figure, study: Study, name: str, legend_ax=None) -> str:
+    if legend_ax is not None:
+        handles, labels = legend_ax.get_legend_handles_labels()
+        by_label = dict(zip(labels, handles))
+        fig.legend(by_label.values(), by_label.keys(), loc="outside right center", fontsize=9)
+    write_atomically(study.folder / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    return name
+
+
+def plot_test_accuracy(study: Study, summary: pd.DataFrame) -> str:
+    fig, axes = grid_figure(1, len(study.groups), height=4.2)
+    for col, group in enumerate(study.groups):
+        ax = axes[0, col]
+        rows = summary[summary["group"] == group].reset_index(drop=True)
+        for i, row in rows.iterrows():
+            color, seeds = study.color(row["arm"]), study.runs_of(group, row["arm"])
+            jitter = np.linspace(-0.15, 0.15, len(seeds)) if len(seeds) > 1 else np.zeros(len(seeds))
+            ax.scatter(i + jitter, run_errors(seeds, "test_acc"), color=color, s=14, alpha=0.6,
+                       marker=study.marker(row["arm"]))
+            ci = row["test"]
+            if ci.n:
+                err = error_of(ci.mean)
+                low, high = (ci.low, ci.high) if ci.n > 1 else (ci.mean, ci.mean)
+                ax.errorbar([i + 0.3], [err], yerr=[[err - error_of(high)], [error_of(low) - err]], color=color,
+                            marker="D", ms=6, capsize=4, lw=2)
+                flag = " (seeds disagree)" if row["disagree"] else ""
+                ax.annotate(f"{ci.mean:.2%}{flag}", (i + 0.3, err), xytext=(6, 0), textcoords="offset points",
+                            fontsize=8, va="center", color="firebrick" if flag else "black")
+        ax.set_xticks(range(len(rows)), rows["arm"], rotation=30, ha="right")
+        ax.set_xlim(-0.6, len(rows) + 0.2)
+        accuracy_axis(ax, "test accuracy", [c.mean for c in rows["test"]])
+        ax.set_title(group)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("Final test accuracy: mean with 95% interval (t on the logit scale, inside [0, 100]%)\n"
+                 "dots = single seeds (left), diamond = mean (right)")
+    return save(fig, study, "test_accuracy.png")
+
+
+def plot_comparisons(study: Study, table: pd.DataFrame) -> str | None:
+    """Per group, every pair's mean per-seed difference with its 95% interval (a forest plot)."""
+    groups = [g for g in study.groups if (table["group"] == g).any()]
+    if not groups:
+        return None
+    most = max(int((table["group"] == g).sum()) for g in groups)
+    fig, axes = grid_figure(1, len(groups), width=6.5, height=max(2.2, 0.32 * most + 1.4))
+    for col, group in enumerate(groups):
+        ax = axes[0, col]
+        rows = table[table["group"] == group].reset_index(drop=True)
+        y = np.arange(len(rows))[::-1]
+        significant = rows["p_holm"] < 0.05
+        for yi, (_, r), sig in zip(y, rows.iterrows(), significant):
+            color = "tab:blue" if sig else "0.55"
+            centre = r["mean_diff"]
+            low, high = (r["ci_low"], r["ci_high"]) if np.isfinite(r["ci_low"]) else (centre, centre)
+            ax.errorbar([centre], [yi], xerr=[[centre - low], [high - centre]], color=color, marker="o", ms=5,
+                        capsize=3, lw=1.5)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(y, [f"{r['arm_a']} − {r['arm_b']}" for _, r in rows.iterrows()], fontsize=8)
+        ax.set_xlabel("difference in test accuracy (percentage points)")
+        ax.set_title(group)
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle("Paired differences per seed: mean with 95% CI\nblue = separable (Holm-corrected paired "
+                 "t-test, p < 0.05), grey = not separable")
+    return save(fig, study, "comparisons.png")
+
+
+def plot_learning_curves(study: Study) -> str:
+    fig, axes = grid_figure(2, len(study.groups))
+    for col, group in enumerate(study.groups):
+        top, bottom = axes[0, col], axes[1, col]
+        best = []
+        for arm in study.arms_of(group):
+            runs = study.runs_of(group, arm)
+            if not len(runs):
+                continue
+            band(top, curves(study, runs, "train_loss"), study, group, arm, clip=(1e-4, np.inf))
+            best.append(band(bottom, curves(study, runs, "val_acc"), study, group, arm, transform=error_of,
+                             clip=(0.0, 1.0), interval=accuracy_ci))
+        top.set_yscale("log")
+        top.set_title(group)
+        top.set_ylabel("training loss (log)")
+        accuracy_axis(bottom, "validation accuracy", best)
+        if study.target:
+            bottom.axhline(1 - study.target, color="0.4", lw=0.8, ls=":")
+        for ax in (top, bottom):
+            epoch_axis(ax)
+            ax.grid(alpha=0.3)
+    fig.suptitle(f"Learning curves of the final seeds: mean, band = 95% interval\n(dotted: the "
+                 f"{study.target:.0%} validation target; arms shifted slightly along x so none hides another)")
+    return save(fig, study, "learning_curves.png", axes[0, 0])
+
+
+def plot_tuning(study: Study, summary: pd.DataFrame) -> str | None:
+    """Mean validation accuracy of the tuning seeds per candidate (ring = chosen, × = a seed diverged)."""
+    if not len(study.tune) or len(study.tuned) != 1:
+        return None
+    key = study.tuned[0]
+    fig, axes = grid_figure(1, len(study.groups), height=4.2)
+    for col, group in enumerate(study.groups):
+        ax = axes[0, col]
+        tune = study.tune[study.tune["group"] == group]
+        numeric = pd.api.types.is_numeric_dtype(tune[key]) and (tune[key] > 0).all()
+        for arm in study.arms_of(group):
+            runs = study.runs_of(group, arm, "tune")
+            if not len(runs):
+                continue
+            score = pd.Series({value: r["final_val_acc"].mean() if (r["status"] == "ok").all() else np.nan
+                               for value, r in runs.groupby(key)}, dtype=float)
+            x = score.index.to_numpy(dtype=float)
+            # arms side by side within ±0.075 decades of each candidate (grid points are ≥ 0.5 decades apart)
+            shift = 10 ** study.offset(group, arm, 0.15) if numeric else 1.0
+            err = np.where(np.isnan(score.to_numpy(dtype=float)), DIVERGED_ERROR, error_of(score))
+            ax.plot(x * shift, err, ls="-", ms=5, **style(study, arm))
+            bad = np.isnan(score.to_numpy(dtype=float))
+            ax.scatter(x[bad] * shift, err[bad], color=study.color(arm), marker="x", s=60, zorder=3)
+            chosen = study.runs_of(group, arm)
+            if len(chosen):
+                at = float(chosen[key].iloc[0])
+                hit = np.isclose(x, at)
+                ax.scatter(x[hit] * shift, err[hit], s=130, facecolors="none", edgecolors=study.color(arm),
+                           lw=1.5, zorder=3)
+        if numeric:
+            ax.set_xscale("log")
+        values = sorted(tune[key].unique())
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+        ax.minorticks_off()
+        ax.set_xlabel(key.replace("_", " ") + (" (log)" if numeric else ""))
+        accuracy_axis(ax, "validation accuracy,\nmean of the tuning seeds", tune["final_val_acc"])
+        ax.set_title(group)
+        ax.grid(alpha=0.3)
+    seeds = sorted(study.tune["seed"].unique())
+    fig.suptitle(f"Tuning: final validation accuracy, mean over tuning seed{'s' if len(seeds) > 1 else ''} "
+                 f"{', '.join(map(str, seeds))}\n"
+                 f"(ring = chosen; × = a seed diverged; arms shifted slightly along x)")
+    return save(fig, study, "tuning.png", axes[0, 0])
+
+
+def plot_layer_profiles(study: Study) -> str:
+    """Per layer: weight-gradient norm at initialisation (log) and after training, activation std at
+    initialisation; one line per arm, a column per group."""
+    fig, axes = grid_figure(3, len(study.groups))
+    init, end = layer_means(study, "init"), layer_means(study, "end")
+    panels = ((init, "grad_norm", "‖∂E/∂W‖ at initialisation (log)", True),
+              (init, "act_std", "activation std at initialisation", False),
+              (end, "grad_norm", "‖∂E/∂W‖ after training (log)", True))
+    for row, (layers, metric, label, log) in enumerate(panels):
+        for col, group in enumerate(study.groups):
+            ax = axes[row, col]
+            for arm in study.arms_of(group):
+                df = layers[(layers["group"] == group) & (layers["arm"] == arm)]
+                ax.plot(df["layer"] + 1 + study.offset(group, arm, 0.3), df[metric], ms=4, lw=1.2,
+                        **style(study, arm))
+            if log:
+                ax.set_yscale("log")
+            ax.set_xlabel("layer (1 = first, last = output)")
+            ax.set_ylabel(label)
+            ax.set_title(group)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.grid(alpha=0.3)
+    fig.suptitle("Per-layer profiles on a fixed probe batch (first 1,000 validation images), mean over seeds:\n"
+                 "vanishing gradients fall to the left, exploding ones rise; activation std is the forward view")
+    return save(fig, study, "layer_profiles.png", axes[0, 0])
+
+
+def plot_inactive_units(study: Study, diag: pd.DataFrame) -> str:
+    """Over training, the fraction of inactive hidden units in the sense that applies to each arm: dead
+    (ReLU family) or saturated (sigmoid, tanh)."""
+    fig, axes = grid_figure(1, len(study.groups), height=4.0)
+    layers = study.tables.layers.merge(study.final[["key", "group", "arm"]], on="key")
+    layers = layers[is_hidden(layers)]
+    per_run = layers.groupby(["group", "arm", "key", "epoch"], sort=False)[["dead_frac", "saturated_frac"]] \
+        .mean().reset_index()
+    kind = {(r["group"], r["arm"]): r["inactive"] for _, r in diag.iterrows()}
+    for col, group in enumerate(study.groups):
+        ax = axes[0, col]
+        for arm in study.arms_of(group):
+            df = per_run[(per_run["group"] == group) & (per_run["arm"] == arm)]
+            which = kind.get((group, arm), "dead")
+            if not len(df):
+                continue
+            table = df.pivot(index="key", columns="epoch", values=f"{which}_frac") * 100
+            stats = [mean_ci(table[c]) for c in table.columns]
+            x = np.asarray(table.columns, dtype=float) + study.offset(group, arm)
+            ax.plot(x, [s.mean for s in stats], ls="-" if which == "dead" else "--", ms=4, lw=1.2,
+                    color=study.color(arm), marker=study.marker(arm), label=f"{arm} ({which})")
+        ax.set_ylabel("inactive hidden units (%)")
+        epoch_axis(ax, "epoch (0 = initialisation)")
+        ax.set_title(group)
+        ax.set_ylim(-1, max(5, ax.get_ylim()[1]))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    fig.suptitle("Inactive hidden units, mean over hidden layers and seeds. Solid, dead: f' = 0 on every probe "
+                 "image (ReLU's flat side).\nDashed, saturated: outputs in the flat tails (|tanh| > 0.97, σ "
+                 "within 0.03 of 0 or 1), per unit and image (Glorot & Bengio 2010)")
+    return save(fig, study, "inactive_units.png")
+
+
+def plot_curve_differences(study: Study, diffs: dict) -> str:
+    fig, axes = grid_figure(1, 1, width=6.0, height=3.6)
+    ax = axes[0, 0]
+    for i, ((group, a, b), table) in enumerate(diffs.items()):
+        for metric, marker in zip(CURVE_METRICS, "osD"):
+            if metric in table:
+                ax.plot(table.index + 0.05 * i, np.maximum(table[metric].to_numpy(), 1e-18), marker=marker, ls=":",
+                        mfc="none", label=f"{a} − {b}: {metric}" + (f" ({group})" if len(study.groups) > 1 else ""))
+    ax.set_yscale("log")
+    ax.set_ylim(1e-19, 1e-5)
+    ax.set_ylabel("largest |difference| over seeds\n(0 drawn at 1e-18)")
+    epoch_axis(ax)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.suptitle("Arms whose learning curves coincide: the largest difference per epoch")
+    return save(fig, study, "curve_differences.png")

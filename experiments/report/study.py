@@ -1,0 +1,232 @@
+"""A study folder read back: its tables, its spec, and the numbers every table, plot and finding uses.
+
+Nothing here knows a study by name: the compare axis, the tuned keys and the time-to-result target come
+from the folder's ``spec.json`` (written by ``experiments.plan``), with neutral defaults when it is absent
+(a folder from before specs existed).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments import store as results_store
+from experiments.errors import UserError
+from experiments.runs.training import RunConfig
+from experiments.stats import accuracy_ci, compare_arms, mean_ci, seeds_disagree, time_to_target
+
+CONFIG_COLUMNS = [f.name for f in dataclasses.fields(RunConfig)]
+CURVE_METRICS = ("train_loss", "val_loss", "val_acc")
+COINCIDE = 1e-6  # learning curves closer than this on every seed and epoch coincide
+MARKERS = "osD^vP*Xhp<>"
+
+
+class ReportError(UserError):
+    """A folder that holds no study."""
+
+
+@dataclass
+class Study:
+    """A study folder's tables, with the plan joined to the finished runs."""
+
+    folder: Path
+    name: str
+    tables: results_store.Tables
+    tune: pd.DataFrame  # phase "tune": the tuning seeds at each candidate
+    final: pd.DataFrame  # phase "seeds": the final seeds at the chosen candidate
+    groups: list
+    arms: list  # every arm name, in the plan's order
+    spec: dict = field(default_factory=dict)
+
+    @property
+    def compare(self) -> str:
+        """What the arms are, in words: the spec's compare axis (``layer_sizes`` → "layer sizes")."""
+        return str(self.spec.get("compare", "arm")).replace("_", " ")
+
+    @property
+    def tuned(self) -> list:
+        return [k for k in self.spec.get("tuned", ["lr"] if len(self.tune) else []) if k in self.final.columns
+                or k in self.tune.columns]
+
+    @property
+    def target(self) -> float:
+        return float(self.spec.get("target", 0.97))
+
+    def arms_of(self, group: str) -> list:
+        names = self.tables.plan.loc[self.tables.plan["group"] == group, "arm"]
+        return list(pd.unique(names))
+
+    def runs_of(self, group: str, arm: str, phase: str = "seeds") -> pd.DataFrame:
+        df = self.final if phase == "seeds" else self.tune
+        return df[(df["group"] == group) & (df["arm"] == arm)]
+
+    def color(self, arm: str):
+        return f"C{self.arms.index(arm) % 10}"
+
+    def marker(self, arm: str) -> str:
+        return MARKERS[self.arms.index(arm) % len(MARKERS)]
+
+    def offset(self, group: str, arm: str, spread: float = 0.25) -> float:
+        """A small shift of ``arm`` within its group (centred on 0), so that arms which coincide stay visible."""
+        arms = self.arms_of(group)
+        if len(arms) < 2:
+            return 0.0
+        return spread * (arms.index(arm) / (len(arms) - 1) - 0.5)
+
+
+def latest_configs(final: pd.DataFrame) -> pd.DataFrame:
+    """Per (group, arm), the final runs of the configuration planned last (``plan.csv`` keeps every
+    rerun's rows; an arm rerun with, say, more epochs is reported with its new runs, not a mixture)."""
+    if not len(final):
+        return final
+    columns = [c for c in CONFIG_COLUMNS if c in final.columns and c != "seed"]
+    signature = final[columns].apply(lambda column: column.map(str)).agg("|".join, axis=1)
+    last = signature.groupby([final["group"], final["arm"]]).transform("last")
+    return final[signature == last].reset_index(drop=True)
+
+
+def open_study(folder: Path | str) -> Study:
+    folder = Path(folder)
+    tables = results_store.load(folder)
+    if not len(tables.plan):
+        raise ReportError(f"{folder} holds no plan.csv: it is not a study folder (run a study command first)")
+    spec_path = folder / "spec.json"
+    spec = json.loads(spec_path.read_text()) if spec_path.exists() else {}
+    merged = tables.plan.merge(tables.runs, on="key", how="inner") if len(tables.runs) else tables.plan.iloc[:0]
+    final = merged[merged["phase"] == "seeds"].drop_duplicates(["group", "arm", "key"]).reset_index(drop=True)
+    return Study(folder=folder, name=str(tables.plan["study"].iloc[-1]), tables=tables,
+                 tune=merged[merged["phase"] == "tune"].drop_duplicates(["group", "arm", "key"])
+                 .reset_index(drop=True),
+                 final=latest_configs(final), groups=list(pd.unique(tables.plan["group"])),
+                 arms=list(pd.unique(tables.plan["arm"])), spec=spec)
+
+
+# --------------------------------------------------------------------------- numbers per arm
+def tuned_text(study: Study, runs: pd.DataFrame) -> str:
+    """The chosen values of the tuned keys, ``lr 0.03``; "–" when nothing was tuned."""
+    if not study.tuned or not len(runs):
+        return "–"
+    return ", ".join(f"{k} {runs[k].iloc[0]:g}" if isinstance(runs[k].iloc[0], (float, np.floating))
+                     else f"{k} {runs[k].iloc[0]}" for k in study.tuned)
+
+
+def arm_summary(study: Study) -> pd.DataFrame:
+    """One row per (group, arm) of the final seeds: chosen values, runs, test and validation accuracy with
+    bounded 95% intervals, seeds that disagree, time to the validation target."""
+    reach = time_to_target(study.tables.epochs[study.tables.epochs["key"].isin(study.final["key"])],
+                           study.target).set_index("key")
+    rows = []
+    for group in study.groups:
+        for arm in study.arms_of(group):
+            runs = study.runs_of(group, arm)
+            if not len(runs):
+                continue
+            ok = runs[runs["status"] == "ok"]
+            hit = reach.reindex(runs["key"])
+            rows.append({"group": group, "arm": arm, "tuned": tuned_text(study, runs), "runs": len(runs),
+                         "ok": len(ok), "test": accuracy_ci(ok["test_acc"]), "val": accuracy_ci(ok["final_val_acc"]),
+                         "train_loss": mean_ci(ok["final_train_loss"]), "time": runs["wall_time_s"].mean(),
+                         "disagree": seeds_disagree(runs["test_acc"], runs["status"]),
+                         "reached": int(hit["epoch"].notna().sum()),
+                         "reach_epoch": float(hit["epoch"].median()), "reach_s": float(hit["seconds"].median()),
+                         "spread": (ok["test_acc"].min(), ok["test_acc"].max()) if len(ok) else (math.nan,) * 2})
+    return pd.DataFrame(rows)
+
+
+def comparisons(study: Study, metric: str = "test_acc") -> pd.DataFrame:
+    """Every pair of arms within each group, compared seed by seed (``experiments.stats.compare_arms``)."""
+    frames = []
+    for group in study.groups:
+        runs = study.final[study.final["group"] == group]
+        if runs["arm"].nunique() < 2:
+            continue
+        values = runs.assign(value=runs[metric].where(runs["status"] == "ok")).pivot_table(
+            index="seed", columns="arm", values="value", aggfunc="first", dropna=False)
+        values = values[[a for a in study.arms_of(group) if a in values.columns]]
+        frames.append(compare_arms(values, group, metric))
+    from experiments.stats import COMPARISON_COLUMNS
+
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COMPARISON_COLUMNS)
+
+
+def curves(study: Study, runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``metric`` per epoch: one row per run (indexed by key), one column per epoch."""
+    epochs = study.tables.epochs
+    return epochs[epochs["key"].isin(runs["key"])].pivot(index="key", columns="epoch", values=metric)
+
+
+def curve_differences(study: Study) -> dict:
+    """(group, arm_a, arm_b) → DataFrame (epoch × metric) of the largest |a − b| over the seeds both finished,
+    for the pairs whose curves coincide (every value below ``COINCIDE``)."""
+    out = {}
+    for group in study.groups:
+        arms = study.arms_of(group)
+        for i, a in enumerate(arms):
+            for b in arms[i + 1:]:
+                diffs = {}
+                for metric in CURVE_METRICS:
+                    per_seed = []
+                    ra, rb = study.runs_of(group, a), study.runs_of(group, b)
+                    for seed in sorted(set(ra["seed"]) & set(rb["seed"])):
+                        ca = curves(study, ra[ra["seed"] == seed], metric)
+                        cb = curves(study, rb[rb["seed"] == seed], metric)
+                        if len(ca) and len(cb):
+                            per_seed.append((ca.iloc[0] - cb.iloc[0]).abs())
+                    if per_seed:
+                        diffs[metric] = pd.concat(per_seed, axis=1).max(axis=1)
+                if diffs and all(float(d.max()) < COINCIDE for d in diffs.values()):
+                    out[(group, a, b)] = pd.DataFrame(diffs)
+    return out
+
+
+# --------------------------------------------------------------------------- per-layer diagnostics
+def is_hidden(layers: pd.DataFrame) -> pd.Series:
+    """Which rows of a ``layers.csv`` table are hidden layers: all but each run's last (the output layer)."""
+    return layers["layer"] < layers.groupby("key")["layer"].transform("max")
+
+
+def layer_means(study: Study, epoch: str) -> pd.DataFrame:
+    """Per-layer diagnostics at initialisation (``epoch="init"``) or at each ok run's last epoch (``"end"``),
+    averaged over the seeds of each (group, arm); ``hidden`` marks the hidden layers."""
+    runs = study.final
+    if epoch == "end":
+        runs = runs[runs["status"] == "ok"]
+    layers = study.tables.layers.merge(runs[["key", "group", "arm", "epochs_done"]], on="key")
+    at = layers["epochs_done"] if epoch == "end" else 0
+    layers = layers[layers["epoch"] == at].copy()
+    layers["hidden"] = is_hidden(layers)
+    stats = ["grad_norm", "dead_frac", "saturated_frac", "act_mean", "act_std"]
+    return layers.groupby(["group", "arm", "layer", "hidden"], sort=False)[stats].mean().reset_index()
+
+
+def diagnostics(study: Study) -> pd.DataFrame:
+    """One row per (group, arm): first- and last-layer gradient norms, dead and saturated hidden fractions.
+
+    ``inactive``: which measure applies to the arm's activation — "saturated" (outputs in flat tails, for
+    activations that have them: sigmoid, tanh) or "dead" (f' = 0 on every probe image: ReLU's flat side).
+    """
+    rows = []
+    start, end = layer_means(study, "init"), layer_means(study, "end")
+    for (group, arm), init in start.groupby(["group", "arm"], sort=False):
+        last = end[(end["group"] == group) & (end["arm"] == arm)]
+        row = {"group": group, "arm": arm, "layers": len(init)}
+        for when, df in (("init", init), ("end", last)):
+            hidden = df[df["hidden"]]
+            row[f"grad_first_{when}"] = df["grad_norm"].iloc[0] if len(df) else math.nan
+            row[f"grad_last_{when}"] = df["grad_norm"].iloc[-1] if len(df) else math.nan
+            row[f"dead_{when}"] = hidden["dead_frac"].mean()
+            row[f"dead_max_{when}"] = hidden["dead_frac"].max()
+            row[f"saturated_{when}"] = hidden["saturated_frac"].mean()
+        row["inactive"] = "dead" if np.isnan(row["saturated_init"]) else "saturated"
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if len(df):
+        for when in ("init", "end"):
+            df[f"grad_ratio_{when}"] = df[f"grad_first_{when}"] / df[f"grad_last_{when}"]
+            df[f"inactive_{when}"] = np.where(df["inactive"] == "dead", df[f"dead_{when}"], df[f"saturated_{when}"])
+    return df

@@ -1,0 +1,114 @@
+"""Statistics: paired tests against scipy.stats on known numbers, Holm, bounded accuracy intervals, the power
+calculation, time to result; and the Glorot–Bengio saturation measure on a saturated and a healthy net."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from experiments.data import Split, load_mnist
+from experiments.runs import training
+from experiments.runs.training import RunConfig
+from experiments.stats import (accuracy_ci, compare_arms, holm, mean_ci, paired, power_paired_t, seeds_disagree,
+                               seeds_needed, time_to_target)
+
+A = np.array([0.9712, 0.9730, 0.9705, 0.9741, 0.9722])
+B = np.array([0.9690, 0.9701, 0.9699, 0.9712, 0.9688])
+
+
+def test_paired_tests_match_scipy_on_known_numbers():
+    r = paired(A, B)
+    d = A - B
+    assert r["n"] == 5 and r["mean_diff"] == pytest.approx(d.mean())
+    assert r["p_t"] == pytest.approx(sps.ttest_rel(A, B).pvalue)
+    assert r["p_wilcoxon"] == pytest.approx(sps.wilcoxon(A, B).pvalue) and r["p_wilcoxon"] == pytest.approx(0.0625)
+    half = sps.t.ppf(0.975, 4) * d.std(ddof=1) / math.sqrt(5)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    # by hand: t = mean / (s / √n) with 4 degrees of freedom
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(5))
+    assert r["p_t"] == pytest.approx(2 * sps.t.sf(abs(t), 4))
+
+
+def test_pairs_with_a_diverged_seed_are_left_out():
+    r = paired(np.append(A, np.nan), np.append(B, 0.5))
+    assert r["n"] == 5 and r["p_t"] == pytest.approx(sps.ttest_rel(A, B).pvalue)
+
+
+def test_holm_on_known_numbers():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])  # 3·0.01, max(2·0.03, .), max(1·0.04, .)
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    out = holm([0.02, np.nan])
+    assert out[0] == pytest.approx(0.02) and np.isnan(out[1])
+
+
+def test_compare_arms_verdicts_for_a_clear_difference_and_identical_arms():
+    values = pd.DataFrame({"relu": A, "gelu": B, "copy": A})
+    table = compare_arms(values, "g")
+    assert list(table.columns) == ["group", "arm_a", "arm_b", "metric", "n", "mean_diff", "ci_low", "ci_high", "p_t",
+                                   "p_wilcoxon", "p_holm", "verdict"]
+    clear = table[(table["arm_a"] == "relu") & (table["arm_b"] == "gelu")].iloc[0]
+    assert clear["mean_diff"] == pytest.approx(100 * (A - B).mean())  # points
+    # copy − gelu has the same p: the smallest two of 3 get 3·p (Holm's running maximum carries it to the second)
+    assert clear["p_holm"] == pytest.approx(min(1, 3 * sps.ttest_rel(A, B).pvalue))
+    assert clear["verdict"] == f"relu > gelu by {100 * (A - B).mean():.2f} points, p_Holm = {clear['p_holm']:.2g}"
+    same = table[table["mean_diff"] == 0].iloc[0]
+    assert {same["arm_a"], same["arm_b"]} == {"relu", "copy"}
+    assert same["verdict"] == "not separable with 5 seeds: identical on every seed" and same["p_holm"] == 1
+
+
+def test_a_small_noisy_difference_says_how_many_seeds_it_needs():
+    noisy = B + np.array([0.004, -0.003, 0.001, -0.002, 0.0015])
+    row = compare_arms(pd.DataFrame({"a": A, "b": noisy}), "g").iloc[0]
+    d = (row["arm_a"] == "a") * (A - noisy) + (row["arm_a"] == "b") * (noisy - A)
+    n = seeds_needed(d.mean(), d.std(ddof=1))
+    assert row["p_holm"] >= 0.05
+    assert row["verdict"].startswith("not separable with 5 seeds: a difference of this size") and f"about {n} seeds" \
+        in row["verdict"]
+    effect = d.mean() / d.std(ddof=1)
+    assert power_paired_t(effect, n) >= 0.8 > power_paired_t(effect, n - 1)
+    assert math.isinf(seeds_needed(0.0, 1.0))
+
+
+def test_accuracy_intervals_stay_inside_0_and_100_percent():
+    bimodal = [0.97, 0.97, 0.10]
+    t = mean_ci(bimodal)
+    assert t.high > 1  # what a t interval does on 3 seeds of a bimodal arm
+    ci = accuracy_ci(bimodal)
+    assert 0 <= ci.low <= ci.mean <= ci.high <= 1 and ci.mean == pytest.approx(0.68)
+    assert seeds_disagree(bimodal) and not seeds_disagree(A)
+    assert seeds_disagree([0.97, 0.97, np.nan], ["ok", "ok", "diverged"])
+    tight = accuracy_ci(A)
+    assert tight.low < A.mean() < tight.high and tight.high - tight.low < 0.005
+    assert accuracy_ci([1.0, 1.0, 1.0]).high <= 1 and accuracy_ci([0.9]).n == 1
+
+
+def test_time_to_target_keeps_not_reached():
+    epochs = pd.DataFrame({"key": ["a"] * 3 + ["b"] * 3, "epoch": [1, 2, 3] * 2, "epoch_time_s": [2.0] * 6,
+                           "val_acc": [0.95, 0.971, 0.98, 0.90, 0.92, 0.93]})
+    out = time_to_target(epochs, 0.97).set_index("key")
+    assert out.loc["a", "epoch"] == 2 and out.loc["a", "seconds"] == 4.0
+    assert np.isnan(out.loc["b", "epoch"]) and np.isnan(out.loc["b", "seconds"])
+
+
+@pytest.fixture(scope="module")
+def probe():
+    val = load_mnist(train_subset=100).val
+    return val.images[:300], val.labels[:300]
+
+
+def hidden_saturation(config, probe) -> list:
+    backend = training.ManualBackend(config)
+    X, y = backend.prepare(Split(*probe))
+    return [row["saturated_frac"] for row in backend.probe(X, y)[:-1]]
+
+
+def test_glorot_bengio_saturation_reads_high_on_a_saturated_net_and_low_on_a_healthy_one(probe):
+    deep = (784,) + (100,) * 5 + (10,)
+    saturated = hidden_saturation(RunConfig(layer_sizes=deep, activation="sigmoid", init="normal"), probe)
+    healthy = hidden_saturation(RunConfig(layer_sizes=deep, activation="sigmoid", init="xavier"), probe)
+    tanh = hidden_saturation(RunConfig(layer_sizes=deep, activation="tanh", init="xavier"), probe)
+    assert min(saturated) > 0.5  # N(0, 1) weights: |z| ~ √fan-in ≫ 1, outputs pinned at 0 or 1
+    assert max(healthy) < 0.05 and max(tanh) < 0.05
+    relu = hidden_saturation(RunConfig(layer_sizes=deep, activation="relu", init="normal"), probe)
+    assert all(np.isnan(relu))  # no flat tails: ReLU's flat side is "dead", reported as such
