@@ -5,6 +5,7 @@ import types
 
 import pandas as pd
 import pytest
+from pathlib import Path
 
 from experiments import spec as spec_module
 from experiments.commands.studies import BUILTIN, builtin_spec
@@ -180,21 +181,16 @@ def test_bundles_name_arms_made_of_several_fields_with_their_own_tuning():
         parse_spec(BUNDLES.replace('label = "Nesterov"\n', ""), "b.toml")
 
 
-def test_the_plugins_key_loads_plugins_before_the_arms_are_checked(monkeypatch):
-    loaded = []
-
-    def load_plugins(specs):  # stands in for experiments.plugins.load_plugins (the plug-in branch)
-        loaded.append(list(specs))
-        monkeypatch.setitem(ACTIVATIONS, "myrelu", ACTIVATIONS["relu"]._replace(name="myrelu"))
-        return ["myrelu"]
-
-    monkeypatch.setitem(sys.modules, "experiments.plugins", types.SimpleNamespace(load_plugins=load_plugins))
-    text = GOOD.replace('name = "t"', 'name = "t"\nplugins = ["examples/myrelu.py"]').replace('"tanh"]', '"myrelu"]')
-    spec = parse_spec(text, "p.toml")
-    assert loaded == [["examples/myrelu.py"]] and spec.plugins == ("examples/myrelu.py",)
-    assert [a.name for a in make_arms(spec)][:2] == ["relu", "myrelu"]
+def test_the_plugins_key_loads_plugins_before_the_arms_are_checked(clean_registries):
+    mish = str(Path(__file__).resolve().parent.parent / "examples" / "mish.py")
+    text = GOOD.replace('name = "t"', f'name = "t"\nplugins = ["{mish}"]').replace('"tanh"]', '"mish"]')
+    spec = parse_spec(text, "p.toml")  # the real loader: examples/mish.py registers "mish"
+    assert spec.plugins == (mish,) and "mish" in ACTIVATIONS
+    assert [a.name for a in make_arms(spec)][:2] == ["relu", "mish"]
     with pytest.raises(SpecError, match=r"line 2: plugins: expected a list of plug-in specs"):
-        parse_spec(text.replace('plugins = ["examples/myrelu.py"]', 'plugins = "x.py"'), "p.toml")
+        parse_spec(text.replace(f'plugins = ["{mish}"]', 'plugins = "x.py"'), "p.toml")
+    with pytest.raises(Exception, match="no/such/plugin.py"):
+        parse_spec(text.replace(mish, "no/such/plugin.py"), "p.toml")
 
 
 @pytest.mark.parametrize("name", BUILTIN)
