@@ -23,6 +23,8 @@ def steps(args) -> list:
     out = [["gradcheck", "--out", os.path.join(results, "gradcheck")]]
     shared = ["--device", args.device, "--threads", str(args.threads), "--data-dir", args.data_dir]
     shared += ["--quick"] * args.quick + ["--force"] * args.force + ["--no-progress"] * args.no_progress
+    shared += ["--executor", args.executor] + ["--workers", str(args.workers)] * bool(args.workers)
+    shared += ["--address", args.address] * bool(args.address) + ["--no-stack"] * args.no_stack
     out += [[study, "--out", os.path.join(results, study)] + shared for study in STUDIES]
     return out + [["report", "--results", results]]
 
@@ -45,6 +47,7 @@ def run(args) -> int:
 
 def add_parser(subparsers) -> None:
     from experiments.commands.studies import add_device_options
+    from experiments.execute import add_executor_options
 
     p = subparsers.add_parser(
         "all", help="everything in sequence: gradcheck, activations, optimizers, backends, report",
@@ -54,6 +57,7 @@ def add_parser(subparsers) -> None:
                     "Finished runs are kept and skipped when run again.")
     p.add_argument("--quick", action="store_true", help="the studies' small grids (the README's main job)")
     add_device_options(p)
+    add_executor_options(p)
     p.add_argument("--results", metavar="DIR",
                    help="parent folder of the study folders (default: results; with --quick: results/quick)")
     p.add_argument("--force", action="store_true", help="retrain runs that are already recorded")

@@ -38,7 +38,7 @@ from experiments.runs import training
 from experiments.cli import positive_int
 from experiments.data import DEFAULT_ROOT, N_TRAIN, load_mnist
 from experiments.store import Store
-from experiments.execute import ExecOptions, train_pending
+from experiments.execute import ExecOptions, add_executor_options, options_from_args, train_pending
 from experiments.runs.training import RunConfig, resolve_device
 
 SHALLOW = (784, 128, 128, 10)  # 2 hidden layers
@@ -152,12 +152,13 @@ def plan_rows(study: str, arm: Arm, phase: str, configs) -> list[dict]:
 
 
 def tune_then_rerun(study: str, arms: list[Arm], seeds, data, device: str, store: Store, force: bool = False,
-                    progress: bool = True) -> dict:
-    """Tune each arm's lr on validation with seed 0, rerun the seeds at the chosen lr; return arm → lr."""
+                    progress: bool = True, options: ExecOptions | None = None) -> dict:
+    """Tune each arm's lr on validation with seed 0, rerun the seeds at the chosen lr; return arm → lr.
+    ``options`` (how to execute; default: one after another here) overrides ``device``, ``force``, ``progress``."""
     tune = {arm: [arm.config(lr, TUNE_SEED) for lr in arm.lrs] for arm in arms}
     plan = [row for arm in arms for row in plan_rows(study, arm, "tune", tune[arm])]
     store.save("plan", pd.DataFrame(plan))
-    options = ExecOptions(device=device, force=force, progress=progress)
+    options = options or ExecOptions(device=device, force=force, progress=progress)
     train_pending([c for configs in tune.values() for c in configs], data, store, options)
 
     chosen = {arm: choose_lr(store.tables.runs, tune[arm]) for arm in arms}
@@ -225,8 +226,8 @@ def finish_study(store: Store) -> int:
 def run_activations(args) -> int:
     grid = resolve_grid(args, ACTIVATION_GRIDS)
     device, data, store = open_study(args, grid)
-    tune_then_rerun("activations", activation_arms(grid), range(grid.seeds), data, device, store, args.force,
-                    not args.no_progress)
+    tune_then_rerun("activations", activation_arms(grid), range(grid.seeds), data, device, store,
+                    options=options_from_args(args, device))
     return finish_study(store)
 
 
@@ -234,7 +235,7 @@ def run_optimizers(args) -> int:
     grid = resolve_grid(args, OPTIMIZER_GRIDS)
     device, data, store = open_study(args, grid)
     tune_then_rerun("optimizers", optimizer_arms(grid, args.quick), range(grid.seeds), data, device, store,
-                    args.force, not args.no_progress)
+                    options=options_from_args(args, device))
     return finish_study(store)
 
 
@@ -247,8 +248,7 @@ def run_backends(args) -> int:
     configs = {arm: [arm.config(base.lr, seed) for seed in range(grid.seeds)] for arm in arms}
     store.save("plan", pd.DataFrame([row for arm in arms for row in plan_rows("backends", arm, "seeds",
                                                                               configs[arm])]))
-    train_pending([c for cs in configs.values() for c in cs], data, store,
-                  ExecOptions(device=device, force=args.force, progress=not args.no_progress))
+    train_pending([c for cs in configs.values() for c in cs], data, store, options_from_args(args, device))
     return finish_study(store)
 
 
@@ -285,6 +285,7 @@ def add_study_options(p: argparse.ArgumentParser, name: str, grids: dict) -> Non
                    help=f"train on the first N of the 50,000 training images (default: all; quick: "
                         f"{quick.train_subset})")
     add_device_options(p)
+    add_executor_options(p)
     p.add_argument("--out", metavar="DIR",
                    help=f"the study's folder: CSV files, plots, REPORT.md (default: {default_folder(name, False)}; "
                         f"with --quick: {default_folder(name, True)})")
