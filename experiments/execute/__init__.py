@@ -200,8 +200,13 @@ def ray_task(configs: tuple, data_box: list, device: str, plugins: tuple) -> lis
 
 # --------------------------------------------------------------------------- executors: yield (task, results)
 def sequential(tasks, data, options: ExecOptions):
-    for task in tasks:
-        yield task, run_task(task, data, options.device)
+    """In this process, with one BLAS thread as in every worker (torch keeps the threads ``--threads`` set,
+    1 by default: more could change the last digits of a run)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        for task in tasks:
+            yield task, run_task(task, data, options.device)
 
 
 def local_pool(tasks, data, options: ExecOptions):
