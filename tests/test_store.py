@@ -67,6 +67,9 @@ def test_the_csv_exports_are_the_database(tmp_path):
         csv = pd.read_csv(tmp_path / f"{name}.csv", dtype={"key": str})
         pd.testing.assert_frame_equal(csv, getattr(db, name), check_dtype=False)
     assert pd.read_csv(tmp_path / "layers.csv")["saturated_frac"].isna().all()  # NaN stays NaN
+    Store(tmp_path).save("environment", pd.DataFrame({"name": ["device"], "value": ["cuda"]}))
+    results_store.load(tmp_path)  # as `report` does: exports behind the database are written again
+    assert pd.read_csv(tmp_path / "environment.csv")["value"].tolist() == ["cuda"]
 
 
 def test_failed_runs_are_recorded_but_not_finished(tmp_path):

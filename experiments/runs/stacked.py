@@ -1,4 +1,7 @@
-"""Many runs of one configuration trained at once as one batched model (the studies' GPU path).
+"""Many runs of one configuration trained at once as one batched model (on CUDA, and on the CPU for small nets).
+
+Which runs a study stacks is ``should_stack``'s fixed rule on the configuration (see there); the
+executors (``experiments.execute``) form the stacks.
 
 Runs that differ only in seed and learning rate (the same ``stack_group_key``)
 have parameters of the same shapes, so N of them stack into tensors with a

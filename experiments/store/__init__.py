@@ -221,6 +221,10 @@ class Database:
         if self.exists(name):
             self.con.execute(f'DELETE FROM "{name}"' + (' WHERE "key" = ?' if key else ""), (key,) if key else ())
 
+    def outdated(self, names) -> None:
+        """Mark the CSV exports of ``names`` as behind the database (inside the transaction that changed them)."""
+        self.con.executemany('DELETE FROM "exports" WHERE "name" = ?', [(name,) for name in names])
+
     def insert(self, name: str, rows: list[dict]) -> None:
         """Insert ``rows`` (inside a transaction), creating the table or adding any column it lacks."""
         if not rows:
@@ -279,7 +283,8 @@ class Database:
         return Tables(**{name: self.read(name) for name in TABLES})
 
     def export(self, folder: Path, tables: Tables | None = None, only_stale: bool = False) -> None:
-        """Write the CSV exports (``only_stale``: only those missing or changed since this database wrote them)."""
+        """Write the CSV exports (``only_stale``: only those behind the database, missing, or changed since
+        written — as the ``exports`` table records each file's size and modification time)."""
         recorded = {name: (size, mtime) for name, size, mtime in self.con.execute('SELECT * FROM "exports"')}
         for name in TABLES:
             path = folder / f"{name}.csv"
@@ -366,6 +371,7 @@ class Store:
         with self.db.transaction():
             for name in RUN_TABLES:
                 self.db.delete(name, key)
+            self.db.outdated(RUN_TABLES)
             self.db.insert("epochs", result.epochs)
             self.db.insert("layers", result.layers)
             self.db.insert("runs", [result.run])
@@ -381,6 +387,7 @@ class Store:
             if name == "plan":  # the union of the recorded rows and these, in that order, each row once
                 df = pd.concat([self.db.read("plan"), df], ignore_index=True).drop_duplicates()
             self.db.delete(name)
+            self.db.outdated((name,))
             rows = df.astype(object).where(df.notna(), None).to_dict("records")
             self.db.insert(name, rows)
         self._tables = None
