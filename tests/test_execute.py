@@ -141,6 +141,15 @@ def recorded(folder: Path) -> int:
         return 0
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes under ``pid`` (its pool's workers come from a fork server it started)."""
+    try:
+        children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return children + [d for child in children for d in descendants(child)]
+
+
 def test_ctrl_c_stops_the_pool_keeps_finished_runs_and_says_how_to_resume(tmp_path):
     args = [sys.executable, "-m", "experiments", "activations", "--out", str(tmp_path), "--train-subset", "500",
             "--epochs", "1", "--seeds", "1", "--activations", "relu", "tanh", "sigmoid", "--lrs", "0.01", "0.03",
@@ -150,7 +159,8 @@ def test_ctrl_c_stops_the_pool_keeps_finished_runs_and_says_how_to_resume(tmp_pa
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None and recorded(tmp_path) < 1:
         time.sleep(0.1)
-    workers = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    workers = descendants(proc.pid)
+    assert len(workers) >= 2
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -210,18 +210,16 @@ def sequential(tasks, data, options: ExecOptions):
 
 
 def local_pool(tasks, data, options: ExecOptions):
-    """``options.workers`` processes (spawned: a fresh interpreter each, safe with torch's threads), at most
-    one task in flight per worker. When a worker dies the pool is broken: the tasks in flight are tried once
+    """``options.workers`` processes (``pool_context``), at most one task in flight per worker. When a worker dies the pool is broken: the tasks in flight are tried once
     more in a new pool (one of them was the victim, the others are collateral), then recorded as failed."""
-    import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
     queue = deque((task, 1) for task in tasks)
     workers = min(options.workers, len(tasks))
     while queue:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=init_pool_worker, initargs=(data, options.plugins))
+        pool = ProcessPoolExecutor(workers, mp_context=pool_context(), initializer=init_pool_worker,
+                                   initargs=(data, options.plugins))
         running, lost, clean = {}, [], False
         try:
             while (queue or running) and not lost:
@@ -252,6 +250,20 @@ def local_pool(tasks, data, options: ExecOptions):
                                          f"(killed, or out of memory?)", options.device)
             else:
                 queue.appendleft((task, attempt + 1))
+
+
+def pool_context():
+    """Workers forked from a fork server that has imported this module (torch included) once: each worker
+    then starts in a fraction of a second, and from a fresh process (no threads of ours: safe with torch),
+    where plain ``fork`` would copy this process's thread pools. Falls back to ``spawn`` where there is no
+    fork server (Windows)."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def stop_pool(pool) -> None:
