@@ -14,7 +14,8 @@ into a fresh folder by ``train_pending`` — the same code a study runs, store w
 and, with no GPU here, the CUDA rows marked not measured. Each mode's figure is runs per minute of wall
 time (the pool's start-up included; the local Ray instance is started before the clock starts, and its
 start-up is reported on its own) and the ratio to ``sequential``. The results are checked too: every
-unstacked mode must reproduce the sequential runs exactly, the stacked ones to float32 rounding.
+unstacked mode must reproduce the sequential runs exactly; stacked runs round differently in float32, and
+how far that carries over a run is reported.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ SEEDS, LRS = range(8), (0.01, 0.03, 0.1, 0.3)
 QUICK = dict(train_subset=500, epochs=1)
 QUICK_SEEDS, QUICK_LRS = range(2), (0.03, 0.1)
 COLUMNS = ("mode", "device", "executor", "workers", "stack", "runs", "startup_s", "wall_s", "runs_per_min",
-           "ratio_to_sequential", "max_diff_from_sequential", "status")
+           "ratio_to_sequential", "runs_differing", "max_test_acc_diff", "status")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,13 @@ def study(quick: bool) -> list[RunConfig]:
 def results_of(folder: Path) -> pd.DataFrame:
     runs = results_store.load(folder).runs.set_index("key").sort_index()
     return runs[["final_train_loss", "final_val_loss", "test_loss", "test_acc"]].astype(float)
+
+
+def compare(results: pd.DataFrame, reference: pd.DataFrame) -> dict:
+    """How many runs differ from the reference's in any final number, and the largest test-accuracy gap."""
+    same = (results == reference) | (results.isna() & reference.isna())
+    return {"runs_differing": int((~same.all(axis=1)).sum()),
+            "max_test_acc_diff": float((results["test_acc"] - reference["test_acc"]).abs().max())}
 
 
 def measure(mode: Mode, configs, data, folder: Path, cuda: bool) -> dict:
@@ -116,7 +124,7 @@ def run_sweep(workers: int, quick: bool, data_dir, cuda: bool, progress=None) ->
         results = row.pop("results", None)
         if results is not None:
             row["ratio_to_sequential"] = row["runs_per_min"] / base["runs_per_min"]
-            row["max_diff_from_sequential"] = float((results - reference).abs().to_numpy().max())
+            row.update(compare(results, reference))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -130,7 +138,8 @@ def markdown(df: pd.DataFrame, info: dict) -> str:
             continue
         rows.append([r.mode, r.device, r.workers, "yes" if r.stack else "no", f"{r.wall_s:.1f} s",
                      f"{r.runs_per_min:.1f}", f"{r.ratio_to_sequential:.2f}×",
-                     "identical" if r.max_diff_from_sequential == 0 else f"{r.max_diff_from_sequential:.1e}"])
+                     "identical" if r.runs_differing == 0 else
+                     f"{r.runs_differing} of {r.runs} differ, test accuracy by ≤ {100 * r.max_test_acc_diff:.2f} points"])
     ray = df[(df["mode"] == "ray") & (df.status == "measured")]
     ray_note = (f" The local Ray instance took {ray.startup_s.iloc[0]:.1f} s to start, before the clock started."
                 if len(ray) else "")
@@ -143,7 +152,10 @@ SGD momentum {base.momentum}, batch {base.batch_size}, {base.epochs} epoch(s) on
 images; seeds × learning rates), trained into a fresh folder by `train_pending` in each mode, on a machine with
 {info.get('cpu_cores', '?')} cores (load average before: {', '.join(f'{x:.2f}' for x in info.get('load_average_before', ()))}).
 Wall time includes the process pool's start-up.{ray_note} "Results" compares each run's final losses and test
-accuracy with the sequential mode's.
+accuracy with the sequential mode's: the unstacked modes must be identical; a stacked model does the same
+arithmetic in another order, so its float32 rounding differs from step to step, which a long run at a high
+learning rate can amplify into visibly different final numbers (stacked results are pinned to single ones in
+float64 by `tests/test_stacked.py`).
 
 {md_table(['mode', 'device', 'workers', 'stacked', 'wall time', 'runs/min', 'vs sequential', 'results'], rows)}
 """

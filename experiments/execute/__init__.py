@@ -330,11 +330,20 @@ def connect_ray(ray, options: ExecOptions) -> bool:
     try:
         ray.init(**ray_init_kwargs(options))
     except Exception as e:  # noqa: BLE001 - Ray raises many kinds; all end the same way for the user
-        if "auth" in type(e).__name__.lower() or "InvalidAuthToken" in str(e):
+        if any("InvalidAuthToken" in str(x) or "Authentication" in type(x).__name__ for x in chain(e)):
             raise UserError(RAY_AUTH) from None
         where = f"the Ray cluster at {options.address}" if options.address else "a local Ray instance"
         raise UserError(f"could not start or reach {where}: {' '.join(str(e).split())[:300]}") from None
     return True
+
+
+def chain(e: BaseException) -> list[BaseException]:
+    """``e`` and the exceptions it was raised from (Ray wraps the cause of a failed connection)."""
+    seen = []
+    while e is not None and e not in seen:
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    return seen
 
 
 def ray_tasks(tasks, data, options: ExecOptions):
