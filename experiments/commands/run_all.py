@@ -23,8 +23,9 @@ def steps(args) -> list:
     out = [["gradcheck", "--out", os.path.join(results, "gradcheck")]]
     shared = ["--device", args.device, "--threads", str(args.threads), "--data-dir", args.data_dir]
     shared += ["--quick"] * args.quick + ["--force"] * args.force + ["--no-progress"] * args.no_progress
-    shared += ["--executor", args.executor] + ["--workers", str(args.workers)] * bool(args.workers)
-    shared += ["--address", args.address] * bool(args.address) + ["--no-stack"] * args.no_stack
+    executor, workers, address = (getattr(args, name, None) for name in ("executor", "workers", "address"))
+    shared += ["--executor", executor] * bool(executor) + ["--workers", str(workers)] * bool(workers)
+    shared += ["--address", address] * bool(address) + ["--no-stack"] * getattr(args, "no_stack", False)
     out += [[study, "--out", os.path.join(results, study)] + shared for study in STUDIES]
     return out + [["report", "--results", results]]
 
