@@ -158,21 +158,21 @@ _WORKER = {}  # per worker process: its data, whether threads and plug-ins are s
 
 
 def setup_worker(plugins=()) -> None:
-    """One torch and one BLAS thread, plug-ins loaded: once per worker process (pool or Ray)."""
-    if _WORKER.get("ready"):
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
+    """One torch and one BLAS thread (once per worker process, pool or Ray), and ``plugins`` loaded."""
+    if not _WORKER.get("threads"):
+        import torch
+        from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)
-    with contextlib.suppress(RuntimeError):  # only possible before any parallel work
-        torch.set_num_interop_threads(1)
-    _WORKER["limits"] = threadpool_limits(limits=1)  # NumPy's BLAS (kept: the limit lasts while referenced)
-    if plugins:
+        torch.set_num_threads(1)
+        with contextlib.suppress(RuntimeError):  # only possible before any parallel work
+            torch.set_num_interop_threads(1)
+        _WORKER["threads"] = threadpool_limits(limits=1)  # NumPy's BLAS (the limit lasts while referenced)
+    new = [spec for spec in plugins if spec not in _WORKER.setdefault("plugins", set())]
+    if new:
         from experiments.plugins import load_plugins  # the plug-in loader (experiments/plugins.py)
 
-        load_plugins(list(plugins))
-    _WORKER["ready"] = True
+        load_plugins(new)
+        _WORKER["plugins"].update(new)
 
 
 def init_pool_worker(data, plugins) -> None:

@@ -201,8 +201,13 @@ class Database:
             raise self.damaged(e) from None
         try:
             yield self.con
+        except sqlite3.DatabaseError as e:
+            with contextlib.suppress(sqlite3.Error):
+                self.con.execute("ROLLBACK")
+            raise self.damaged(e) from None
         except BaseException:
-            self.con.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self.con.execute("ROLLBACK")
             raise
         try:
             self.con.execute("COMMIT")
