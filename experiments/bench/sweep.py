@@ -1,6 +1,6 @@
 """The bench's sweep section: one fixed small study timed on every executor, side by side in one run.
 
-The study is 32 runs (8 seeds × 4 learning rates) of 784-30-10 ReLU with SGD + momentum, batch 16, 2 epochs
+The study is 32 runs (8 seeds × 4 stable learning rates) of 784-30-10 ReLU with SGD + momentum, batch 16, 2 epochs
 on the first 10,000 training images (``--quick``: 4 runs, 500 images, 1 epoch). It is trained from scratch
 into a fresh folder by ``train_pending`` — the same code a study runs, store writes included — once per mode:
 
@@ -37,9 +37,11 @@ from experiments.runs.training import RunConfig
 
 BASE = RunConfig(layer_sizes=(784, 30, 10), activation="relu", init="he", optimizer="SGD", momentum=0.9,
                  batch_size=16, epochs=2, train_subset=10_000)
-SEEDS, LRS = range(8), (0.01, 0.03, 0.1, 0.3)
+# stable rates: with momentum 0.9, lr 0.1 and above make this net's training chaotic, where any change of
+# rounding (float32 vs float64, stacked vs single) grows into different final numbers
+SEEDS, LRS = range(8), (0.001, 0.003, 0.01, 0.03)
 QUICK = dict(train_subset=500, epochs=1)
-QUICK_SEEDS, QUICK_LRS = range(2), (0.03, 0.1)
+QUICK_SEEDS, QUICK_LRS = range(2), (0.01, 0.03)
 COLUMNS = ("mode", "device", "executor", "workers", "stack", "runs", "startup_s", "wall_s", "runs_per_min",
            "ratio_to_sequential", "runs_differing", "max_test_acc_diff", "status")
 
@@ -139,7 +141,7 @@ def markdown(df: pd.DataFrame, info: dict) -> str:
         rows.append([r.mode, r.device, r.workers, "yes" if r.stack else "no", f"{r.wall_s:.1f} s",
                      f"{r.runs_per_min:.1f}", f"{r.ratio_to_sequential:.2f}×",
                      "identical" if r.runs_differing == 0 else
-                     f"{r.runs_differing} of {r.runs} differ, test accuracy by ≤ {100 * r.max_test_acc_diff:.2f} points"])
+                     f"{int(r.runs_differing)} of {r.runs} differ, test accuracy by ≤ {100 * r.max_test_acc_diff:.2f} points"])
     ray = df[(df["mode"] == "ray") & (df.status == "measured")]
     ray_note = (f" The local Ray instance took {ray.startup_s.iloc[0]:.1f} s to start, before the clock started."
                 if len(ray) else "")
@@ -153,9 +155,9 @@ images; seeds × learning rates), trained into a fresh folder by `train_pending`
 {info.get('cpu_cores', '?')} cores (load average before: {', '.join(f'{x:.2f}' for x in info.get('load_average_before', ()))}).
 Wall time includes the process pool's start-up.{ray_note} "Results" compares each run's final losses and test
 accuracy with the sequential mode's: the unstacked modes must be identical; a stacked model does the same
-arithmetic in another order, so its float32 rounding differs from step to step, which a long run at a high
-learning rate can amplify into visibly different final numbers (stacked results are pinned to single ones in
-float64 by `tests/test_stacked.py`).
+arithmetic in another order, so its float32 rounding differs in the last digits (stacked results are pinned to
+single ones in float64 by `tests/test_stacked.py`; at unstable learning rates such differences grow, which is
+why the study keeps to stable ones).
 
 {md_table(['mode', 'device', 'workers', 'stacked', 'wall time', 'runs/min', 'vs sequential', 'results'], rows)}
 """
