@@ -63,11 +63,14 @@ def test_the_cpu_stacking_rule_follows_the_benchmark():
 def test_tasks_stack_seed_and_lr_siblings_whatever_the_workers():
     for workers in (1, 2, 8):
         tasks = plan_tasks(STUDY, ExecOptions(workers=workers))
-        assert sorted(map(len, tasks)) == [1, 1] + ([4] if workers == 1 else [2, 2])
-        assert [c for task in tasks for c in task] == STUDY  # each run once, in order
-    assert all(len(t) == 1 for t in plan_tasks(STUDY, ExecOptions(stack=False)))
+        assert sorted(len(t.configs) for t in tasks) == [1, 1] + ([4] if workers == 1 else [2, 2])
+        assert [c for task in tasks for c in task.configs] == STUDY  # each run once, in order
+        assert [t.stacked for t in tasks] == [True] * (len(tasks) - 2) + [False, False]
+    assert not any(t.stacked for t in plan_tasks(STUDY, ExecOptions(stack=False)))
+    # the last run of a group left to train (a resumed study) is still stacked: the rule is on the config
+    assert plan_tasks(STUDY[3:4], ExecOptions()) == [execute.Task((STUDY[3],), True)]
     many = [dataclasses.replace(BASE, seed=s) for s in range(40)]
-    assert [len(t) for t in plan_tasks(many, ExecOptions(workers=2))] == [13, 14, 13]  # at most MAX_STACK each
+    assert [len(t.configs) for t in plan_tasks(many, ExecOptions(workers=2))] == [13, 14, 13]  # ≤ MAX_STACK each
 
 
 # --------------------------------------------------------------------------- one result on every executor

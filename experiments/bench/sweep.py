@@ -43,7 +43,7 @@ SEEDS, LRS = range(8), (0.001, 0.003, 0.01, 0.03)
 QUICK = dict(train_subset=500, epochs=1)
 QUICK_SEEDS, QUICK_LRS = range(2), (0.01, 0.03)
 COLUMNS = ("mode", "device", "executor", "workers", "stack", "runs", "startup_s", "wall_s", "runs_per_min",
-           "ratio_to_sequential", "runs_differing", "max_test_acc_diff", "status")
+           "ratio_to_sequential", "runs_failed", "runs_differing", "max_test_acc_diff", "status")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,13 +70,14 @@ def study(quick: bool) -> list[RunConfig]:
 
 def results_of(folder: Path) -> pd.DataFrame:
     runs = results_store.load(folder).runs.set_index("key").sort_index()
-    return runs[["final_train_loss", "final_val_loss", "test_loss", "test_acc"]].astype(float)
+    return runs[["final_train_loss", "final_val_loss", "test_loss", "test_acc"]].astype(float).assign(
+        failed=(runs["status"] == "failed").astype(float))
 
 
 def compare(results: pd.DataFrame, reference: pd.DataFrame) -> dict:
     """How many runs differ from the reference's in any final number, and the largest test-accuracy gap."""
     same = (results == reference) | (results.isna() & reference.isna())
-    return {"runs_differing": int((~same.all(axis=1)).sum()),
+    return {"runs_failed": int(results["failed"].sum()), "runs_differing": int((~same.all(axis=1)).sum()),
             "max_test_acc_diff": float((results["test_acc"] - reference["test_acc"]).abs().max())}
 
 
@@ -127,6 +128,8 @@ def run_sweep(workers: int, quick: bool, data_dir, cuda: bool, progress=None) ->
         if results is not None:
             row["ratio_to_sequential"] = row["runs_per_min"] / base["runs_per_min"]
             row.update(compare(results, reference))
+            if row["runs_failed"]:  # a failed run takes no time: the figure would flatter the mode
+                row["status"] = f"measured, but {row['runs_failed']} run(s) failed"
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -135,7 +138,7 @@ def markdown(df: pd.DataFrame, info: dict) -> str:
 
     rows = []
     for r in df.itertuples():
-        if r.status != "measured":
+        if r.status != "measured":  # not measured, or runs failed
             rows.append([r.mode, r.device, r.workers, "yes" if r.stack else "no", r.status, "—", "—", "—"])
             continue
         rows.append([r.mode, r.device, r.workers, "yes" if r.stack else "no", f"{r.wall_s:.1f} s",

@@ -33,6 +33,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 
 from experiments.data import N_TRAIN
@@ -104,53 +105,61 @@ def pending_configs(configs, store, force: bool = False) -> list[RunConfig]:
 
 
 # --------------------------------------------------------------------------- tasks
-def plan_tasks(pending: list[RunConfig], options: ExecOptions) -> list[tuple]:
-    """The tasks, in order of their first run: a 1-tuple per run, or a stack of runs that differ only in seed
-    and lr. A group of stackable runs is cut into stacks of at most ``MAX_STACK`` — and into as many as there
-    are workers, as long as each keeps two runs or more. (Which runs share a stack does not change any run's
-    numbers; whether a run is stacked depends only on the group, never on the workers.)"""
+class Task(NamedTuple):
+    """What one worker trains at once: one run, or runs stacked into one model (``stacked``)."""
+
+    configs: tuple
+    stacked: bool
+
+
+def plan_tasks(pending: list[RunConfig], options: ExecOptions) -> list[Task]:
+    """The tasks, in order of their first run. A run is stacked if and only if ``stacked.should_stack`` says
+    so (and ``options.stack``): then it trains in a stack with the pending runs of its group (those that
+    differ from it only in seed and lr) — alone in a stack of one if it is the only one, e.g. when resuming.
+    A group is cut into stacks of at most ``MAX_STACK``, and into as many as there are workers as long as
+    each keeps two runs or more. Which runs share a stack does not change any run's numbers."""
     slots, groups = [], {}
     for config in pending:
         if options.stack and stacked.should_stack(config, options.device):
             key = stacked.stack_group_key(config)
             if key not in groups:
                 groups[key] = []
-                slots.append(groups[key])
+                slots.append((groups[key], True))
             groups[key].append(config)
         else:
-            slots.append([config])
+            slots.append(([config], False))
     tasks = []
-    for slot in slots:
+    for slot, stack in slots:
         n = len(slot)
         parts = max(math.ceil(n / stacked.MAX_STACK), min(options.workers, n // 2), 1)
         bounds = [round(i * n / parts) for i in range(parts + 1)]
-        tasks += [tuple(slot[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        tasks += [Task(tuple(slot[a:b]), stack) for a, b in zip(bounds[:-1], bounds[1:])]
     return tasks
 
 
-def run_task(configs: tuple, data, device: str) -> list[RunResult]:
-    """Train one task (a single run, or a stack); an exception becomes a ``failed`` result for each run."""
+def run_task(task: Task, data, device: str) -> list[RunResult]:
+    """Train one task; an exception becomes a ``failed`` result for each of its runs."""
     try:
-        if len(configs) > 1:
-            results = stacked.train_stacked(list(configs), data, device)
+        if task.stacked:
+            results = stacked.train_stacked(list(task.configs), data, device)
         else:
-            results = [training.train(configs[0], data, device)]
+            results = [training.train(task.configs[0], data, device)]
     except Exception as e:  # noqa: BLE001 - recorded as the run's failure, the study goes on
-        return failed(configs, e, device)
+        return failed(task, e, device)
     for result in results:
-        result.run.update(message=None, stacked=len(configs) > 1, host=socket.gethostname())
+        result.run.update(message=None, stacked=task.stacked, host=socket.gethostname())
     return results
 
 
-def failed(configs: tuple, error, device: str) -> list[RunResult]:
-    """``failed`` results of ``configs``: a runs row each (no epoch or layer rows) with the error's message."""
+def failed(task: Task, error, device: str) -> list[RunResult]:
+    """``failed`` results of the task's runs: a runs row each (no epoch or layer rows) with the error's message."""
     message = error if isinstance(error, str) else f"{type(error).__name__}: {' '.join(str(error).split())}"
     nan = math.nan
     return [RunResult(run={
         "key": c.key(), **training.run_columns(c), "status": "failed", "epochs_done": 0, "final_train_loss": nan,
         "final_val_loss": nan, "final_val_acc": nan, "test_loss": nan, "test_acc": nan, "device": device,
-        "train_time_s": nan, "wall_time_s": nan, "message": message[:1000], "stacked": len(configs) > 1,
-        "host": socket.gethostname()}) for c in configs]
+        "train_time_s": nan, "wall_time_s": nan, "message": message[:1000], "stacked": task.stacked,
+        "host": socket.gethostname()}) for c in task.configs]
 
 
 # --------------------------------------------------------------------------- in a worker process
@@ -182,11 +191,11 @@ def init_pool_worker(data, plugins) -> None:
     _WORKER["data"] = data
 
 
-def pool_task(configs: tuple, device: str) -> list[RunResult]:
-    return run_task(configs, _WORKER["data"], device)
+def pool_task(task: Task, device: str) -> list[RunResult]:
+    return run_task(task, _WORKER["data"], device)
 
 
-def ray_task(configs: tuple, data_box: list, device: str, plugins: tuple) -> list[RunResult]:
+def ray_task(task: Task, data_box: list, device: str, plugins: tuple) -> list[RunResult]:
     """A Ray task: ``data_box`` holds the ``ray.put`` reference to MNIST, fetched once per worker process
     (and copied there, since Ray's zero-copy arrays are read-only)."""
     import ray
@@ -195,7 +204,7 @@ def ray_task(configs: tuple, data_box: list, device: str, plugins: tuple) -> lis
     ref = data_box[0]
     if _WORKER.get("data_ref") != ref.hex():
         _WORKER["data"], _WORKER["data_ref"] = copy.deepcopy(ray.get(ref)), ref.hex()
-    return run_task(configs, _WORKER["data"], device)
+    return run_task(task, _WORKER["data"], device)
 
 
 # --------------------------------------------------------------------------- executors: yield (task, results)
