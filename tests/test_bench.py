@@ -68,7 +68,7 @@ def test_the_per_example_loop_computes_manuals_gradients(data):
 
 def test_bench_quick_writes_csv_ratios_markdown_and_plots(tmp_path):
     out = tmp_path / "bench"
-    assert main(["bench", "--quick", "--device", "cpu", "--out", str(out), "--no-progress"]) == 0
+    assert main(["bench", "--quick", "--device", "cpu", "--out", str(out), "--no-progress", "--only", "timings"]) == 0
     rows = pd.read_csv(out / "bench.csv")
     assert tuple(rows.columns) == COLUMNS
     assert set(rows.kind) == {"epoch", "stacked", "width", "batch"}
@@ -92,3 +92,26 @@ def test_gpu_rows_without_a_gpu_are_marked_not_measured(tmp_path, monkeypatch):
     item = next(i for i in bench.plan(bench.Settings.quick(), N_TRAIN) if i.impl.device == "cuda")
     row = bench.measure(item, None, bench.Settings.quick(), DEFAULT_ROOT, 1)
     assert row["status"] == bench.NOT_MEASURED and "median_s_per_epoch" not in row
+
+
+def test_bench_sweep_times_one_study_per_mode_side_by_side(tmp_path, monkeypatch):
+    from experiments.bench import sweep
+
+    every = sweep.modes(2)
+    assert {(m.name, m.device) for m in every} >= {("sequential", "cpu"), ("workers", "cpu"), ("stacked", "cpu"),
+                                                   ("ray", "cpu"), ("stacked", "cuda")}
+    assert all(sweep.stacked.should_stack(c, "cpu") for c in sweep.study(False)) and len(sweep.study(False)) == 32
+    # the pool and Ray themselves are timed in tests/test_execute.py's way; here the in-process modes and a GPU row
+    monkeypatch.setattr(sweep, "modes", lambda workers: [m for m in every if m.executor == "local" and m.workers == 1])
+    monkeypatch.setattr(bench, "cuda_available", lambda: False)
+    out = tmp_path / "bench"
+    assert main(["bench", "--only", "sweep", "--quick", "--out", str(out), "--no-progress"]) == 0
+    rows = pd.read_csv(out / "sweep.csv").set_index(["mode", "device"])
+    assert rows.loc[("sequential", "cpu"), "ratio_to_sequential"] == 1
+    assert rows.loc[("sequential", "cpu"), "runs_differing"] == 0
+    assert rows.loc[("stacked", "cpu"), "max_test_acc_diff"] < 0.01  # float32 rounding, 4 short runs
+    assert rows.loc[("stacked", "cpu"), "runs_per_min"] > 0
+    assert rows.loc[("stacked", "cuda"), "status"] == bench.NOT_MEASURED
+    text = (out / "SWEEP.md").read_text()
+    assert "| stacked | cuda | 1 | yes | not measured (no GPU lent)" in text and "vs sequential" in text
+    assert not (out / "BENCH.md").exists()

@@ -66,6 +66,10 @@ def test_all_runs_every_step_with_the_shared_options():
         assert callable(parsed.run)
     assert all("--quick" in s for s in steps[1:4])
     assert steps[1][steps[1].index("--out") + 1] == "out/activations"
+    parallel = run_all.steps(argparse.Namespace(**vars(args), executor="local", workers=2, address=None,
+                                                no_stack=True))
+    assert all(s[-5:] == ["--executor", "local", "--workers", "2", "--no-stack"] for s in parallel[1:4])
+    assert parser.parse_args(parallel[1]).workers == 2
 
 
 def test_quick_runs_default_to_their_own_folder_apart_from_the_reference_run():

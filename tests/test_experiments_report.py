@@ -32,8 +32,8 @@ def results(tmp_path_factory):
 
 @pytest.fixture
 def copy(results, tmp_path, monkeypatch):
-    """A copy of the results holding only the CSV files, where training would fail the test."""
-    shutil.copytree(results, tmp_path / "results", ignore=shutil.ignore_patterns("*.png", "*.md"))
+    """A copy of the results holding only the CSV files (no study.db), where training would fail the test."""
+    shutil.copytree(results, tmp_path / "results", ignore=shutil.ignore_patterns("*.png", "*.md", "study.db*"))
     monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("the report must not train"))
     return tmp_path / "results"
 

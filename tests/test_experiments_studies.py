@@ -21,8 +21,9 @@ BASE = RunConfig(layer_sizes=(784, 32, 10), train_subset=500, epochs=1, batch_si
 DIVERGING = dataclasses.replace(BASE, activation="identity", init="normal", lr=1e3, epochs=3)
 RUN_COLUMNS = {"key", "layer_sizes", "activation", "loss", "init", "optimizer", "lr", "momentum", "nesterov",
                "weight_decay", "schedule", "step_size", "gamma", "batch_size", "epochs", "seed", "backend", "dtype",
-               "train_subset", "batch_norm", "clip_grad_norm", "clip_grad_value", "status", "epochs_done", "final_train_loss", "final_val_loss", "final_val_acc",
-               "test_loss", "test_acc", "device", "train_time_s", "wall_time_s"}
+               "train_subset", "batch_norm", "clip_grad_norm", "clip_grad_value", "status", "epochs_done",
+               "final_train_loss", "final_val_loss", "final_val_acc", "test_loss", "test_acc", "device",
+               "train_time_s", "wall_time_s", "message", "stacked", "host"}
 EPOCH_COLUMNS = {"key", "epoch", "train_loss", "val_loss", "val_acc", "lr", "epoch_time_s", "clip_frac"}
 LAYER_COLUMNS = {"key", "epoch", "layer", "grad_norm", "dead_frac", "saturated_frac", "act_mean", "act_std"}
 
@@ -34,7 +35,9 @@ def data():
 
 @pytest.fixture
 def count_training(monkeypatch):
-    """Counts the calls of training.train (the only way the CPU path trains)."""
+    """The keys trained, alone by training.train or in a stack by stacked.train_stacked."""
+    from experiments.runs import stacked
+
     calls = []
 
     def counted(config, *args, **kwargs):
@@ -42,8 +45,14 @@ def count_training(monkeypatch):
         with np.errstate(all="ignore"):
             return real_train(config, *args, **kwargs)
 
-    real_train = training.train
+    def counted_stack(configs, *args, **kwargs):
+        calls.extend(c.key() for c in configs)
+        with np.errstate(all="ignore"):
+            return real_stacked(configs, *args, **kwargs)
+
+    real_train, real_stacked = training.train, stacked.train_stacked
     monkeypatch.setattr(training, "train", counted)
+    monkeypatch.setattr(stacked, "train_stacked", counted_stack)
     return calls
 
 

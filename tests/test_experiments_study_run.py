@@ -108,7 +108,7 @@ def test_a_rerun_with_another_arm_adds_it_and_keeps_the_others(study, tmp_path, 
 
     monkeypatch.setattr(training, "train", counted)
     with np.errstate(all="ignore"):
-        assert main(["study", str(study.parent / "planted.toml"), "--out", str(folder), "--no-progress", "--device",
+        assert main(["study", str(study.parent / "planted.toml"), "--out", str(folder), "--no-progress", "--workers", "1", "--no-stack", "--device",
                      "cpu", "--set", 'grid.net=[{label = "tanh", activation = "tanh"}]']) == 0
     assert calls == ["tanh"] * (2 + 5)  # only the new arm trains
     plan = pd.read_csv(folder / "plan.csv")

@@ -298,7 +298,7 @@ def command_line(args) -> str:
     """The command that reproduces the run (the options that differ from the defaults)."""
     words = ["python -m experiments bench"]
     for option, default in (("quick", False), ("repeats", None), ("device", "auto"), ("threads", 1),
-                            ("skip_sweeps", False)):
+                            ("skip_sweeps", False), ("only", None), ("workers", None)):
         value = getattr(args, option)
         if value != default:
             words.append(f"--{option.replace('_', '-')}" + ("" if value is True else f" {value}"))
@@ -375,6 +375,8 @@ def run(args) -> int:
 
     from experiments.bench import report as bench_report
 
+    if args.only == "sweep":
+        return run_sweep(args, {"cpu_cores": os.cpu_count(), "load_average_before": os.getloadavg()})
     settings = Settings.quick(args.repeats) if args.quick else Settings(repeats=args.repeats or Settings.repeats)
     if args.device == "cuda" and not cuda_available():
         raise SystemExit("--device cuda was asked for but no CUDA GPU is available")
@@ -392,6 +394,29 @@ def run(args) -> int:
             "command": command_line(args), "repeats": settings.repeats, "sweep_repeats": settings.sweep_repeats}
     paths = bench_report.write(rows, info, profile, Path(args.out))
     print("\n".join(str(p) for p in paths))
+    if args.only is None:
+        return run_sweep(args, info, Path(args.out) / "BENCH.md")
+    return 0
+
+
+def run_sweep(args, info: dict, bench_md: Path | None = None) -> int:
+    """The sweep section (``experiments.bench.sweep``): sweep.csv and SWEEP.md, and appended to ``bench_md``."""
+    from experiments.bench import sweep
+    from experiments.files import write_atomically, write_csv
+
+    out = Path(args.out)
+    workers = args.workers or os.cpu_count() or 1
+    df = sweep.run_sweep(workers, args.quick, args.data_dir, cuda_available() and args.device != "cpu",
+                         None if args.no_progress else lambda mode: print(f"sweep: {mode.name} ({mode.device}) done",
+                                                                          flush=True))
+    text = sweep.markdown(df, info)
+    paths = [write_csv(df, out / "sweep.csv"),
+             write_atomically(out / "SWEEP.md", lambda tmp: tmp.write_text(f"# Parallel sweep\n\nProduced by "
+                                                                          f"`{command_line(args)}`.\n\n{text}"))]
+    if bench_md is not None:
+        bench = bench_md.read_text()
+        paths.append(write_atomically(bench_md, lambda tmp: tmp.write_text(bench + "\n" + text)))
+    print("\n".join(str(p) for p in paths))
     return 0
 
 
@@ -402,8 +427,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "CPU and CUDA, a per-example backpropagation loop and the torchvision DataLoader way, for the "
                     "classic 784-30-10 sigmoid/MSE/SGD configuration (batch 10 and 128) and a modern "
                     "784-128-128-10 ReLU/cross-entropy/Adam one (batch 128); 16 models stacked vs one after "
-                    "another; throughput sweeps over hidden width and batch size. Writes bench.csv, ratios.csv, "
-                    "BENCH.md and plots to --out. Takes about 10-15 minutes on 2 CPU cores (--quick: seconds).")
+                    "another; throughput sweeps over hidden width and batch size; and a sweep section, one small "
+                    "study timed on every executor (sequential, process pool, stacked, Ray). Writes bench.csv, "
+                    "ratios.csv, sweep.csv, BENCH.md, SWEEP.md and plots to --out. Takes about 15 minutes on 2 CPU "
+                    "cores (--quick: under a minute).")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 2,000 images, 2 repeats, two sweep points each (for tests and CI)")
     p.add_argument("--repeats", type=positive_int, default=None,
@@ -413,6 +440,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch and NumPy BLAS threads (default: %(default)s; see the module docstring)")
     p.add_argument("--skip-sweeps", action="store_true", help="only the headline and stacked rows")
+    p.add_argument("--only", choices=("timings", "sweep"),
+                   help="timings: everything but the sweep section; sweep: only the sweep section — one fixed "
+                        "32-run study timed sequentially, with --workers, stacked and on a local Ray instance "
+                        "(writes sweep.csv and SWEEP.md) (default: both)")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="processes of the sweep section's parallel modes (default: every core)")
     p.add_argument("--out", default=os.path.join("results", "bench"), help="output folder (default: %(default)s)")
     p.add_argument("--data-dir", default=str(DEFAULT_ROOT), help="folder holding MNIST/raw (default: the project's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -37,9 +37,9 @@ def steps(args) -> list:
     out = [["gradcheck", "--out", os.path.join(results, "gradcheck")] + plugins]
     shared = ["--device", args.device, "--threads", str(args.threads), "--data-dir", args.data_dir] + plugins
     shared += ["--quick"] * args.quick + ["--force"] * args.force + ["--no-progress"] * args.no_progress
-    shared += ["--workers", str(getattr(args, "workers", 1)), "--executor", getattr(args, "executor", "local")]
-    shared += ["--address", args.address] if getattr(args, "address", None) else []
-    shared += ["--no-stack"] * getattr(args, "no_stack", False)
+    executor, workers, address = (getattr(args, name, None) for name in ("executor", "workers", "address"))
+    shared += ["--executor", executor] * bool(executor) + ["--workers", str(workers)] * bool(workers)
+    shared += ["--address", address] * bool(address) + ["--no-stack"] * getattr(args, "no_stack", False)
     for study in studies():
         command = [study] if study in BUILTIN else ["study", str(builtin_spec(study))]
         out.append(command + ["--out", os.path.join(results, study)] + shared)

@@ -30,8 +30,8 @@ def builtin_spec(name: str) -> Path:
     return Path(str(resources.files("experiments") / "specs" / f"{name}.toml"))
 
 
-def environment(device: str) -> pd.DataFrame:
-    """Where a study ran: device, library versions, CPU count (saved as ``environment.csv``)."""
+def environment(device: str, options=None) -> pd.DataFrame:
+    """Where and how a study ran: device, executor and workers, library versions, CPU count (``environment.csv``)."""
     import matplotlib
     import numpy
     import scipy
@@ -42,6 +42,8 @@ def environment(device: str) -> pd.DataFrame:
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "numpy": numpy.__version__,
             "scipy": scipy.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "pandas": pd.__version__, "matplotlib": matplotlib.__version__}
+    if options is not None:
+        rows.update(executor=options.executor, workers=options.workers, stacking="on" if options.stack else "off")
     if device == "cuda":
         rows["gpu"] = torch.cuda.get_device_name()
     return pd.DataFrame({"name": list(rows), "value": [str(v) for v in rows.values()]})
@@ -78,13 +80,14 @@ def run(args) -> int:
     spec = load_spec(spec_path, overrides(args), quick=args.quick)
     store = Store(args.out or default_folder(spec.name, args.quick))
     if args.dry_run:
-        use_device(args)  # torch's threads as the runs will have them
-        print(describe(spec, estimate(spec, store, args.workers)))
+        device = use_device(args)  # torch's threads as the runs will have them
+        print(describe(spec, estimate(spec, store, options_from_args(args, device).workers)))
         return 0
     device = use_device(args)
-    store.save("environment", environment(device))
+    options = options_from_args(args, device, spec.plugins)
+    store.save("environment", environment(device, options))
     root = Path(args.data_dir)
-    run_study(spec, lambda subset: load_mnist(root, subset), store, options_from_args(args, device, spec.plugins))
+    run_study(spec, lambda subset: load_mnist(root, subset), store, options)
     return finish_study(store)
 
 

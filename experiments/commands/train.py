@@ -56,6 +56,7 @@ def run(args) -> int:
     if args.out:
         store = Store(args.out)
         store.add(result)
+        store.export()
         print(f"recorded in {store.folder}/runs.csv, epochs.csv, layers.csv (key {config.key()})")
     return 0
 

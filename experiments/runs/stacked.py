@@ -1,4 +1,7 @@
-"""Many runs of one configuration trained at once as one batched model (the studies' GPU path).
+"""Many runs of one configuration trained at once as one batched model (on CUDA, and on the CPU for small nets).
+
+Which runs a study stacks is ``should_stack``'s fixed rule on the configuration (see there); the
+executors (``experiments.execute``) form the stacks.
 
 Runs that differ only in seed and learning rate (the same ``stack_group_key``)
 have parameters of the same shapes, so N of them stack into tensors with a
@@ -42,6 +45,12 @@ from experiments.data import MNIST
 from experiments.runs.training import PROBE_SIZE, RunConfig, RunRecorder, RunResult
 
 UNSTACKED_FIELDS = ("seed", "lr")  # what may differ between the runs of one stack
+# The CPU rule, calibrated once from results/bench (16 models stacked vs one after another, float32, 1 thread):
+# 784-30-10 at batch 10 gained 4.4×, at batch 128 1.9×, and 784-128-128-10 at batch 128 1.0×. The gain falls
+# with the arithmetic of one model's step, batch × weights (0.24 M, 3.0 M, 15 M multiply-adds): interpolated
+# on a log scale it is still about 1.25× at 8 M, where the rule stops stacking.
+CPU_STACK_MAX_WORK = 8_000_000  # batch_size × number of weights of one model
+MAX_STACK = 16  # models per stack at most (the size the benchmark measured)
 
 
 def stackable(config: RunConfig) -> bool:
@@ -58,6 +67,25 @@ def stack_group_key(config: RunConfig) -> tuple:
     """Everything in ``config`` except seed and learning rate: runs with equal keys can be stacked."""
     fields = dataclasses.asdict(config)
     return tuple(sorted((name, value) for name, value in fields.items() if name not in UNSTACKED_FIELDS))
+
+
+def step_work(config: RunConfig) -> int:
+    """Multiply-adds of one model's mini-batch forward pass: batch size × number of weights."""
+    sizes = config.layer_sizes
+    return config.batch_size * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def should_stack(config: RunConfig, device: str) -> bool:
+    """The fixed rule: is ``config`` trained in a stack with its seed and lr siblings on ``device``?
+
+    Only the torch backend stacks, and never a config with batch normalisation or clipping. On CUDA every
+    such config stacks; on the CPU those whose step is small enough that per-operation overhead, which a
+    stack shares, outweighs arithmetic (``CPU_STACK_MAX_WORK``). A rule on the configuration, not a timing,
+    so the same spec runs the same way on any machine under any load.
+    """
+    if config.backend != "torch" or not stackable(config):
+        return False
+    return device == "cuda" or step_work(config) <= CPU_STACK_MAX_WORK
 
 
 class StackedMLP:

@@ -1,37 +1,62 @@
-"""The results of one study: tidy CSV files in one folder, joined by the ``key`` column.
+"""The results of one study: an SQLite database (``study.db``) in the study's folder, exported as tidy CSV files.
 
-- ``runs.csv``: one row per run — the full config, final metrics, status, wall time;
-- ``epochs.csv``: one row per run × epoch;
-- ``layers.csv``: one row per run × epoch (0 = at initialisation) × layer;
-- ``plan.csv`` (studies only): which run plays which part — study, group, arm, phase, key;
-- ``environment.csv`` (studies only): where the runs were trained — name, value.
+The database (the standard library's ``sqlite3``, WAL mode) holds five tables, joined by the ``key`` column:
 
-A run is identified by ``RunConfig.key()``. Adding a run rewrites ``epochs.csv``,
-``layers.csv`` and then ``runs.csv``, each through a temporary file and
-``os.replace``: a run counts as finished only once its ``runs.csv`` row has landed,
-and rows of ``epochs.csv`` / ``layers.csv`` whose key is not in ``runs.csv`` (left by a
-run killed between the writes) are dropped when the folder is loaded. Killing a
-sweep therefore loses at most the run in flight.
+- ``runs``: one row per run — the full config, final metrics, status (ok / diverged / failed, with a
+  ``message`` for a failure), whether it was ``stacked``, the ``host``, wall time;
+- ``epochs``: one row per run × epoch;
+- ``layers``: one row per run × epoch (0 = at initialisation) × layer;
+- ``plan`` (studies only): which run plays which part — study, group, arm, phase, key;
+- ``environment`` (studies only): where the runs were trained — name, value.
+
+A finished run lands in one transaction (its runs row with all its epochs and layers rows), so a run is in
+the database whole or not at all: a killed study loses at most the runs in flight, and two studies writing
+into the same folder at once both land their runs (SQLite's own locking, with a busy timeout, orders their
+transactions; no lock file is left behind by a killed process). Columns are added as new fields appear
+(a plug-in's option, a later ``RunConfig`` field), so older databases keep working.
+
+The CSV files (``runs.csv``, ``epochs.csv``, ``layers.csv``, ``plan.csv``, ``environment.csv``) are exports
+for pandas, the reports and git: written at the end of ``train_pending`` and whenever a folder is loaded
+(``report``) — not per run, so a study's bookkeeping stays linear in its runs. A CSV export that was deleted
+or damaged since is rebuilt from the database the next time the folder is opened.
+
+A folder with CSV files and no ``study.db`` (the committed results, a study from before the database) is
+still read: ``load`` checks each file (an empty file, a line with too few or too many fields, a missing
+column, a missing ``runs.csv`` beside its epochs are ``StoreError``s naming the file and line), and a run
+whose epoch or layer rows are incomplete counts as not finished. Opening such a folder with ``Store`` to add
+runs imports its CSV files into a new ``study.db`` first.
 """
 from __future__ import annotations
 
+import contextlib
+import csv
+import json
+import math
+import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from experiments.errors import UserError
 from experiments.files import write_csv
 from experiments.runs.training import RunResult
 
-RUN_TABLES = ("epochs", "layers", "runs")  # the order of the writes: runs.csv last
+DB_NAME = "study.db"
+RUN_TABLES = ("runs", "epochs", "layers")
 OTHER_TABLES = ("plan", "environment")
+TABLES = RUN_TABLES + OTHER_TABLES
+FINISHED = ("ok", "diverged")  # a failed run is recorded (with its message) but trained again on resume
+BUSY_TIMEOUT_S = 60  # how long a write waits for another process's transaction on the same database
+REQUIRED = {"runs": ("key", "status", "epochs_done"), "epochs": ("key", "epoch"), "layers": ("key", "epoch", "layer"),
+            "plan": ("key",), "environment": ("name", "value")}
+ORDER = {"runs": ("key",), "epochs": ("key", "epoch"), "layers": ("key", "epoch", "layer")}
 
 
-def read_csv(path: Path) -> pd.DataFrame:
-    """A table of the store (``key`` kept as text), or an empty frame when the file does not exist."""
-    if not path.exists():
-        return pd.DataFrame()
-    return pd.read_csv(path, dtype={"key": str})
+class StoreError(UserError):
+    """A study folder whose database or CSV files cannot be read as they are."""
 
 
 @dataclass
@@ -43,43 +68,338 @@ class Tables:
     environment: pd.DataFrame
 
 
-def load(folder: Path | str) -> Tables:
-    """Every table of ``folder``, without the orphan epoch/layer rows of an unfinished run."""
-    folder = Path(folder)
-    tables = {name: read_csv(folder / f"{name}.csv") for name in RUN_TABLES + OTHER_TABLES}
-    finished = set(tables["runs"]["key"]) if len(tables["runs"]) else set()
+# --------------------------------------------------------------------------- CSV files (exports, or a CSV-only folder)
+def read_csv(path: Path, name: str) -> pd.DataFrame:
+    """One CSV table checked line by line: a damaged file is a ``StoreError`` naming the file and line.
+
+    A missing file is an empty frame. Checked: the file is not empty, has the columns ``REQUIRED`` for its
+    table, and every line has as many fields as the header (a line cut short by a killed write has fewer).
+    """
+    if not path.exists():
+        return pd.DataFrame()
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header:
+            raise StoreError(f"{path} is empty (line 1 should be the header); {REPAIR}")
+        missing = [c for c in REQUIRED[name] if c not in header]
+        if missing:
+            raise StoreError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}; {REPAIR}")
+        for fields in reader:
+            if fields and len(fields) != len(header):
+                what = "too few (the line is cut short)" if len(fields) < len(header) else "too many"
+                raise StoreError(f"{path}, line {reader.line_num}: {len(fields)} fields where the header has "
+                                 f"{len(header)}: {what}; {REPAIR}")
+    try:
+        return pd.read_csv(path, dtype={"key": str})
+    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
+        raise StoreError(f"{path} cannot be read as CSV ({one_line(e)}); {REPAIR}") from None
+
+
+REPAIR = ("restore the file from a copy (or git), or delete the study's CSV files to train its runs again")
+
+
+def one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def finished_runs(runs: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame) -> pd.Series:
+    """Which runs rows are whole: an ``ok`` or ``diverged`` run with all its epoch rows (``epochs_done``) and
+    the same number of layer rows for each epoch from 0 (initialisation) to its last probed one (the last
+    epoch; for a diverged run the one before, where the loss was still finite); a ``failed`` run has none.
+    """
+    n_epochs = epochs.groupby("key").size() if len(epochs) else pd.Series(dtype=int)
+    per_epoch = layers.groupby("key")["epoch"].value_counts().sort_index() if len(layers) else None
+    keys_with_layers = set(layers["key"]) if len(layers) else set()
+    whole = []
+    for row in runs.itertuples():
+        if row.status not in FINISHED:
+            whole.append(True)  # failed: a runs row only
+            continue
+        done = int(row.epochs_done) if pd.notna(row.epochs_done) else -1
+        ok = n_epochs.get(row.key, 0) == done
+        if ok and per_epoch is not None:
+            counts = per_epoch[row.key] if row.key in keys_with_layers else pd.Series(dtype=int)
+            last = len(counts) - 1
+            allowed = (done,) if row.status == "ok" else (done - 1, done)
+            ok = last in allowed and list(counts.index) == list(range(last + 1)) and counts.nunique() == 1
+        whole.append(ok)
+    return pd.Series(whole, index=runs.index, dtype=bool)
+
+
+def load_csv(folder: Path) -> Tables:
+    """The tables of a folder's CSV files, checked; runs with incomplete rows (and orphan rows) left out."""
+    tables = {name: read_csv(folder / f"{name}.csv", name) for name in TABLES}
+    runs = tables["runs"]
+    if not (folder / "runs.csv").exists():
+        orphans = [f"{name}.csv" for name in ("epochs", "layers") if (folder / f"{name}.csv").exists()]
+        if orphans:
+            raise StoreError(f"{folder / 'runs.csv'} is missing beside {' and '.join(orphans)}: the runs they "
+                             f"belong to are unknown; restore runs.csv, or delete the study's CSV files to train "
+                             f"its runs again")
+    if len(runs):
+        bad = runs["key"].isna() | ~runs["status"].isin(FINISHED + ("failed",))
+        if bad.any():
+            line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+            raise StoreError(f"{folder / 'runs.csv'}, line {line}: no key or an unknown status "
+                             f"(want ok, diverged or failed); {REPAIR}")
+        runs = runs[finished_runs(runs, tables["epochs"], tables["layers"])].reset_index(drop=True)
+        tables["runs"] = runs
+    keys = set(runs["key"]) if len(runs) else set()
     for name in ("epochs", "layers"):
         if len(tables[name]):
-            tables[name] = tables[name][tables[name]["key"].isin(finished)].reset_index(drop=True)
+            tables[name] = tables[name][tables[name]["key"].isin(keys)].reset_index(drop=True)
     return Tables(**tables)
 
 
+# --------------------------------------------------------------------------- the database
+def plain(value):
+    """A value as sqlite3 stores it: NumPy scalars as Python ones, tuples and lists as JSON text."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (tuple, list)):
+        return json.dumps(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+sqlite3.register_converter("BOOLEAN", lambda b: b not in (b"0", b""))
+
+
+class Database:
+    """``study.db``: one connection, tables whose columns grow as new fields appear."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self.con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                       detect_types=sqlite3.PARSE_DECLTYPES)
+            self.con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            self.con.execute("PRAGMA journal_mode = WAL")
+            self.con.execute("PRAGMA synchronous = NORMAL")  # WAL: a committed run survives a killed process
+            with self.transaction():  # the run tables are created by their first insert, columns in its order
+                self.con.execute('CREATE TABLE IF NOT EXISTS "exports" ("name" TEXT PRIMARY KEY, "size" INTEGER, '
+                                 '"mtime_ns" INTEGER)')
+        except sqlite3.DatabaseError as e:
+            raise self.damaged(e) from None
+
+    def damaged(self, e: Exception) -> StoreError:
+        if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+            return StoreError(f"{self.path} stayed locked by another process for {BUSY_TIMEOUT_S} s ({e}); "
+                              f"wait for the other study to finish, then rerun")
+        return StoreError(f"{self.path} is not a readable SQLite database ({one_line(e)}); move it aside and rerun "
+                          f"to start again from the CSV files beside it (they hold the runs up to their last "
+                          f"export), or delete the folder to start over")
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One write transaction, taken at once (``BEGIN IMMEDIATE``): committed whole, or rolled back whole."""
+        try:
+            self.con.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as e:
+            raise self.damaged(e) from None
+        try:
+            yield self.con
+        except sqlite3.DatabaseError as e:
+            with contextlib.suppress(sqlite3.Error):
+                self.con.execute("ROLLBACK")
+            raise self.damaged(e) from None
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.con.execute("ROLLBACK")
+            raise
+        try:
+            self.con.execute("COMMIT")
+        except sqlite3.DatabaseError as e:
+            raise self.damaged(e) from None
+
+    def columns(self, name: str) -> list[str]:
+        return [row[1] for row in self.con.execute(f'PRAGMA table_info("{name}")')]
+
+    def exists(self, name: str) -> bool:
+        return self.con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                (name,)).fetchone() is not None
+
+    def delete(self, name: str, key: str | None = None) -> None:
+        """Delete ``key``'s rows of ``name`` (every row without a key), inside a transaction."""
+        if self.exists(name):
+            self.con.execute(f'DELETE FROM "{name}"' + (' WHERE "key" = ?' if key else ""), (key,) if key else ())
+
+    def outdated(self, names) -> None:
+        """Mark the CSV exports of ``names`` as behind the database (inside the transaction that changed them)."""
+        self.con.executemany('DELETE FROM "exports" WHERE "name" = ?', [(name,) for name in names])
+
+    def insert(self, name: str, rows: list[dict]) -> None:
+        """Insert ``rows`` (inside a transaction), creating the table or adding any column it lacks."""
+        if not rows:
+            return
+
+        def declared(column, value) -> str:  # booleans read back as booleans, everything else as stored
+            return f'"{column}"' + (" BOOLEAN" if isinstance(value, (bool, np.bool_)) else "")
+
+        if not self.exists(name):
+            first = rows[0]
+            self.con.execute(f'CREATE TABLE "{name}" ({", ".join(declared(c, v) for c, v in first.items())})')
+            if "key" in first:
+                self.con.execute(f'CREATE INDEX "{name}_key" ON "{name}" ("key")')
+        have = set(self.columns(name))
+        for row in rows:
+            for column, value in row.items():
+                if column not in have:
+                    self.con.execute(f'ALTER TABLE "{name}" ADD COLUMN {declared(column, value)}')
+                    have.add(column)
+        for columns in dict.fromkeys(tuple(row) for row in rows):  # rows grouped by their set of columns
+            names = ", ".join(f'"{c}"' for c in columns)
+            marks = ", ".join("?" * len(columns))
+            self.con.executemany(f'INSERT INTO "{name}" ({names}) VALUES ({marks})',
+                                 [[plain(row[c]) for c in columns] for row in rows if tuple(row) == columns])
+
+    def read(self, name: str, where: str = "", args=()) -> pd.DataFrame:
+        order = ", ".join(f'"{c}"' for c in ORDER.get(name, ())) or "rowid"
+        try:
+            if not self.exists(name):
+                return pd.DataFrame()
+            df = pd.read_sql_query(f'SELECT * FROM "{name}" {where} ORDER BY {order}', self.con, params=args)
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as e:
+            raise self.damaged(e) from None
+        for column in df.columns:  # a column of nothing but NULL reads as NaN, as from a CSV file
+            if df[column].dtype == object and df[column].isna().all():
+                df[column] = np.nan
+        return df if len(df) else pd.DataFrame()  # as a missing CSV file reads
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (SQLite's ``PRAGMA data_version``)."""
+        return self.con.execute("PRAGMA data_version").fetchone()[0]
+
+    def finished(self, key: str) -> bool:
+        try:
+            row = self.con.execute('SELECT 1 FROM "runs" WHERE "key" = ? AND "status" IN (?, ?) LIMIT 1',
+                                   (key, *FINISHED)).fetchone()
+        except sqlite3.OperationalError as e:
+            if "no such" in str(e):  # no run recorded yet
+                return False
+            raise self.damaged(e) from None
+        except sqlite3.DatabaseError as e:
+            raise self.damaged(e) from None
+        return row is not None
+
+    def read_all(self) -> Tables:
+        return Tables(**{name: self.read(name) for name in TABLES})
+
+    def export(self, folder: Path, tables: Tables | None = None, only_stale: bool = False) -> None:
+        """Write the CSV exports (``only_stale``: only those behind the database, missing, or changed since
+        written — as the ``exports`` table records each file's size and modification time)."""
+        recorded = {name: (size, mtime) for name, size, mtime in self.con.execute('SELECT * FROM "exports"')}
+        for name in TABLES:
+            path = folder / f"{name}.csv"
+            if only_stale and path.exists():
+                stat = path.stat()
+                if recorded.get(name) == (stat.st_size, stat.st_mtime_ns):
+                    continue
+            df = getattr(tables, name) if tables is not None else self.read(name)
+            if len(df) == 0 and not path.exists():
+                continue
+            write_csv(df, path)
+            stat = path.stat()
+            with self.transaction():
+                self.con.execute('INSERT OR REPLACE INTO "exports" VALUES (?, ?, ?)',
+                                 (name, stat.st_size, stat.st_mtime_ns))
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def import_csv(folder: Path, db: Database) -> None:
+    """Copy a CSV-only folder's (checked, whole) runs into a new database, in one transaction."""
+    tables = load_csv(folder)
+    with db.transaction():
+        for name in TABLES:
+            df = getattr(tables, name)
+            if len(df):
+                db.insert(name, df.astype(object).where(df.notna(), None).to_dict("records"))
+
+
+def load(folder: Path | str) -> Tables:
+    """Every table of ``folder``: from ``study.db`` when there is one (refreshing any missing or damaged CSV
+    export), else from the CSV files (checked; unfinished runs left out)."""
+    folder = Path(folder)
+    path = folder / DB_NAME
+    if not path.exists():
+        return load_csv(folder)
+    db = Database(path)
+    try:
+        tables = db.read_all()
+        with contextlib.suppress(OSError):  # a read-only folder is still readable
+            db.export(folder, tables, only_stale=True)
+        return tables
+    finally:
+        db.close()
+
+
 class Store:
-    """A study folder open for adding runs; ``has(key)`` tells which runs are already finished."""
+    """A study folder open for adding runs; ``has(key)`` tells which runs are already finished.
+
+    ``tables`` is read from the database when asked for (and again only after a write, by this process or
+    another one); ``add`` records one run in one transaction; ``export`` writes the CSV files.
+    """
 
     def __init__(self, folder: Path | str):
         self.folder = Path(folder)
-        self.tables = load(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / DB_NAME
+        new = not path.exists()
+        if new:
+            tables = load_csv(self.folder)  # a damaged CSV-only folder fails here, before any database exists
+        self.db = Database(path)
+        if new and any(len(getattr(tables, name)) for name in TABLES):
+            import_csv(self.folder, self.db)
+        self.db.export(self.folder, only_stale=True)
         self.added: set[str] = set()  # keys trained by this process (so --force retrains each run once)
+        self._tables, self._version = None, None
+
+    @property
+    def tables(self) -> Tables:
+        version = self.db.data_version()
+        if self._tables is None or version != self._version:
+            self._tables, self._version = self.db.read_all(), version
+        return self._tables
 
     def has(self, key: str) -> bool:
-        return len(self.tables.runs) > 0 and key in set(self.tables.runs["key"])
+        """Whether ``key`` has finished (ok or diverged); a failed run is trained again."""
+        return self.db.finished(key)
 
     def add(self, result: RunResult) -> None:
-        """Record a finished run, replacing any earlier rows of the same key (a forced rerun)."""
+        """Record a run — its runs row, epochs and layers rows — in one transaction, replacing any earlier rows
+        of the same key (a forced rerun, a failed run trained again)."""
         key = result.run["key"]
-        for name, rows in (("epochs", result.epochs), ("layers", result.layers), ("runs", [result.run])):
-            old = getattr(self.tables, name)
-            new = pd.DataFrame(rows)
-            if len(old):
-                new = pd.concat([old[old["key"] != key], new], ignore_index=True)
-            setattr(self.tables, name, new)
-            write_csv(new, self.folder / f"{name}.csv")
+        with self.db.transaction():
+            for name in RUN_TABLES:
+                self.db.delete(name, key)
+            self.db.outdated(RUN_TABLES)
+            self.db.insert("epochs", result.epochs)
+            self.db.insert("layers", result.layers)
+            self.db.insert("runs", [result.run])
+        self._tables = None
         self.added.add(key)
 
     def save(self, name: str, df: pd.DataFrame) -> None:
-        """Replace one of the study's other tables (``plan``, ``environment``)."""
+        """``plan``: add the rows not yet recorded (a study's plan accumulates over its reruns);
+        ``environment``: replace it (where the latest session ran)."""
         if name not in OTHER_TABLES:
             raise ValueError(f"{name!r} is not one of {OTHER_TABLES}; runs are recorded with add()")
-        setattr(self.tables, name, df)
-        write_csv(df, self.folder / f"{name}.csv")
+        with self.db.transaction():
+            if name == "plan":  # the union of the recorded rows and these, in that order, each row once
+                df = pd.concat([self.db.read("plan"), df], ignore_index=True).drop_duplicates()
+            self.db.delete(name)
+            self.db.outdated((name,))
+            rows = df.astype(object).where(df.notna(), None).to_dict("records")
+            self.db.insert(name, rows)
+        self._tables = None
+
+    def export(self) -> None:
+        """Write the five CSV files from the database (at the end of a study; ``load`` refreshes stale ones)."""
+        self.db.export(self.folder, self.tables)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,227 @@
+"""``experiments.store``: runs land whole in study.db, CSV exports are rebuilt, damaged files are named.
+
+Most tests add hand-made results (no training); the two that need real processes train tiny runs.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from experiments import store as results_store
+from experiments.runs.training import RunResult
+from experiments.store import Store, StoreError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def result(key: str, status: str = "ok", epochs: int = 2, layers: int = 2, acc: float = 0.9) -> RunResult:
+    """A hand-made run: ``epochs`` epoch rows and (initialisation + epochs) × ``layers`` layer rows."""
+    probed = epochs + 1 if status == "ok" else epochs
+    return RunResult(
+        run={"key": key, "layer_sizes": "784-16-10", "lr": 0.1, "nesterov": False, "weight_decay": None,
+             "status": status, "epochs_done": epochs, "final_val_acc": acc, "test_acc": acc, "message": None,
+             "stacked": True},
+        epochs=[{"key": key, "epoch": e, "train_loss": 1.0 / e, "val_acc": acc} for e in range(1, epochs + 1)],
+        layers=[{"key": key, "epoch": e, "layer": l, "grad_norm": 0.5, "saturated_frac": float("nan")}
+                for e in range(probed) for l in range(layers)])
+
+
+def filled(folder: Path, keys=("aaaa", "bbbb", "cccc")) -> Store:
+    store = Store(folder)
+    for i, key in enumerate(keys):
+        store.add(result(key, acc=0.5 + i / 10))
+    store.save("plan", pd.DataFrame({"study": "s", "arm": list(keys), "key": list(keys)}))
+    store.save("environment", pd.DataFrame({"name": ["device"], "value": ["cpu"]}))
+    store.export()
+    return store
+
+
+def test_a_run_lands_whole_and_a_rerun_replaces_it(tmp_path):
+    store = filled(tmp_path)
+    assert store.has("aaaa") and not store.has("zzzz")
+    tables = store.tables
+    assert list(tables.runs["key"]) == ["aaaa", "bbbb", "cccc"]
+    assert len(tables.epochs) == 3 * 2 and len(tables.layers) == 3 * 3 * 2
+    assert tables.runs["stacked"].tolist() == [True] * 3 and tables.runs["nesterov"].dtype == bool
+    store.add(result("aaaa", epochs=1, acc=0.1))  # a forced rerun: its old rows go
+    tables = store.tables
+    assert len(tables.runs) == 3 and tables.runs.set_index("key").loc["aaaa", "test_acc"] == 0.1
+    assert len(tables.epochs[tables.epochs["key"] == "aaaa"]) == 1
+    store.add(RunResult(run={**result("dddd").run, "new_field": 3}))  # a column appears later
+    assert store.tables.runs.set_index("key")["new_field"].isna().sum() == 3
+
+
+def test_the_csv_exports_are_the_database(tmp_path):
+    filled(tmp_path)
+    db = results_store.load(tmp_path)
+    for name in results_store.TABLES:
+        csv = pd.read_csv(tmp_path / f"{name}.csv", dtype={"key": str})
+        pd.testing.assert_frame_equal(csv, getattr(db, name), check_dtype=False)
+    assert pd.read_csv(tmp_path / "layers.csv")["saturated_frac"].isna().all()  # NaN stays NaN
+    Store(tmp_path).save("environment", pd.DataFrame({"name": ["device"], "value": ["cuda"]}))
+    results_store.load(tmp_path)  # as `report` does: exports behind the database are written again
+    assert pd.read_csv(tmp_path / "environment.csv")["value"].tolist() == ["cuda"]
+
+
+def test_failed_runs_are_recorded_but_not_finished(tmp_path):
+    store = Store(tmp_path)
+    store.add(RunResult(run={**result("ffff").run, "status": "failed", "epochs_done": 0,
+                             "message": "ValueError: boom"}))
+    assert not store.has("ffff")
+    assert store.tables.runs.loc[0, "message"] == "ValueError: boom"
+
+
+def test_the_plan_accumulates_and_the_environment_is_replaced(tmp_path):
+    store = Store(tmp_path)
+    first = pd.DataFrame({"study": "s", "arm": ["relu", "tanh"], "key": ["k1", "k2"]})
+    store.save("plan", first)
+    store.save("plan", pd.DataFrame({"study": "s", "arm": ["tanh", "gelu"], "key": ["k2", "k3"]}))
+    assert Store(tmp_path).tables.plan["arm"].tolist() == ["relu", "tanh", "gelu"]  # union, in order, each once
+    store.save("environment", pd.DataFrame({"name": ["device"], "value": ["cpu"]}))
+    store.save("environment", pd.DataFrame({"name": ["device"], "value": ["cuda"]}))
+    assert store.tables.environment["value"].tolist() == ["cuda"]
+    with pytest.raises(ValueError, match="add"):
+        store.save("runs", first)
+
+
+@pytest.mark.parametrize("damage", ["delete", "empty", "truncate", "garbage"])
+def test_a_damaged_or_deleted_export_is_rebuilt_from_the_database(tmp_path, damage):
+    filled(tmp_path)
+    for name in ("runs", "epochs"):
+        path = tmp_path / f"{name}.csv"
+        want = path.read_text()
+        if damage == "delete":
+            path.unlink()
+        elif damage == "empty":
+            path.write_text("")
+        elif damage == "truncate":
+            path.write_text(want[:len(want) // 2])
+        else:
+            path.write_text("not,a\ncsv,file,at,all\n")
+        tables = results_store.load(tmp_path) if name == "runs" else Store(tmp_path).tables  # `report`, a study
+        assert path.read_text() == want
+        assert len(tables.runs) == 3
+
+
+def test_a_damaged_database_is_named_with_what_to_do(tmp_path):
+    filled(tmp_path)
+    (tmp_path / "study.db-wal").unlink(missing_ok=True)
+    (tmp_path / "study.db").write_bytes(b"this is not an SQLite database" * 100)
+    for open_folder in (Store, results_store.load):
+        with pytest.raises(StoreError, match=r"study\.db is not a readable SQLite database.*move it aside"):
+            open_folder(tmp_path)
+
+
+def csv_only(folder: Path) -> Path:
+    """A study folder as committed: CSV files, no database."""
+    store = filled(folder)
+    store.close()
+    for path in folder.glob("study.db*"):
+        path.unlink()
+    return folder
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("runs", lambda t: "", r"runs\.csv is empty"),
+    ("epochs", lambda t: t[:-8], r"epochs\.csv, line 7: \d+ fields where the header has 4: too few"),
+    ("layers", lambda t: t.replace("grad_norm,", "", 1), r"layers\.csv, line 2: 5 fields where the header has 4: too many"),
+    ("runs", lambda t: t.replace("key,", "id,", 1), r"runs\.csv, line 1: the header lacks the column\(s\) key"),
+    ("epochs", lambda t: t.replace("\n", ",9\n", 3).replace(",9\n", "\n", 2),
+     r"epochs\.csv, line 3: 5 fields where the header has 4: too many"),
+    ("runs", None, r"runs\.csv is missing beside epochs\.csv and layers\.csv"),
+])
+def test_a_damaged_csv_only_folder_is_named_with_file_and_line(tmp_path, name, damage, message):
+    folder = csv_only(tmp_path)
+    path = folder / f"{name}.csv"
+    if damage is None:
+        path.unlink()
+    else:
+        path.write_text(damage(path.read_text()))
+    for open_folder in (results_store.load, Store):
+        with pytest.raises(StoreError, match=message):
+            open_folder(folder)
+    assert not (folder / "study.db").exists()  # nothing created from a damaged folder
+
+
+def test_a_run_with_incomplete_rows_counts_as_not_finished(tmp_path):
+    folder = csv_only(tmp_path)
+    layers = (folder / "layers.csv").read_text().splitlines(keepends=True)
+    (folder / "layers.csv").write_text("".join(layers[:-1]))  # cut at a line boundary: cccc lost its last row
+    tables = results_store.load(folder)
+    assert list(tables.runs["key"]) == ["aaaa", "bbbb"]
+    assert set(tables.epochs["key"]) == set(tables.layers["key"]) == {"aaaa", "bbbb"}
+    store = Store(folder)  # resuming imports the folder into a database: cccc will be trained again
+    assert store.has("aaaa") and not store.has("cccc")
+    assert (folder / "study.db").exists() and list(pd.read_csv(folder / "runs.csv")["key"]) == ["aaaa", "bbbb"]
+
+
+# --------------------------------------------------------------------------- real processes
+TRAIN_SCRIPT = textwrap.dedent("""
+    import dataclasses, sys, torch
+    torch.set_num_threads(1)
+    import pandas as pd
+    from experiments.data import load_mnist
+    from experiments.execute import ExecOptions, train_pending
+    from experiments.runs.training import RunConfig
+    from experiments.store import Store
+    folder, activation, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    base = RunConfig(layer_sizes=(784, 16, 10), activation=activation, train_subset=500, epochs=1, batch_size=50)
+    configs = [dataclasses.replace(base, seed=seed) for seed in range(n)]
+    store = Store(folder)
+    store.save("plan", pd.DataFrame({"arm": activation, "key": [c.key() for c in configs]}))
+    print("started", flush=True)
+    train_pending(configs, load_mnist(train_subset=500), store, ExecOptions(stack=False, progress=False))
+""")
+
+
+def start(folder: Path, activation: str, n: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen([sys.executable, "-c", TRAIN_SCRIPT, str(folder), activation, str(n)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_studies_into_one_folder_at_once_both_land_their_runs(tmp_path):
+    procs = [start(tmp_path, activation, 3) for activation in ("relu", "tanh")]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    tables = results_store.load(tmp_path)
+    assert sorted(tables.runs["activation"]) == ["relu"] * 3 + ["tanh"] * 3
+    assert sorted(tables.plan["arm"]) == ["relu"] * 3 + ["tanh"] * 3  # both plans, accumulated
+    assert len(tables.epochs) == 6 and (tables.runs["status"] == "ok").all()
+
+
+def finished(folder: Path) -> int:
+    try:
+        with sqlite3.connect(folder / "study.db", timeout=5) as con:
+            return con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.OperationalError:  # no database or no run yet
+        return 0
+
+
+def test_after_kill_9_the_study_resumes_without_cleanup_or_redoing_runs(tmp_path):
+    proc = start(tmp_path, "relu", 6)
+    deadline = time.monotonic() + 90
+    while finished(tmp_path) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = finished(tmp_path)
+    assert 1 <= done < 6, "the process was killed mid-study"
+    kept = results_store.load(tmp_path).runs.set_index("key")["wall_time_s"]
+    # the same study again, in this process: nothing to clean up, only the missing runs are trained
+    again = start(tmp_path, "relu", 6)
+    out, err = again.communicate(timeout=180)
+    assert again.returncode == 0, err
+    runs = results_store.load(tmp_path).runs
+    assert len(runs) == 6 and runs["key"].is_unique and (runs["status"] == "ok").all()
+    pd.testing.assert_series_equal(runs.set_index("key")["wall_time_s"].loc[kept.index], kept)  # not retrained
