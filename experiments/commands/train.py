@@ -16,6 +16,7 @@ import manual
 from manual.network import DTYPES
 
 from experiments.data import load_mnist
+from experiments.files import check_output_folder
 from experiments.store import Store
 from experiments.cli import positive_int
 from experiments.commands.studies import add_device_options, use_device
@@ -35,12 +36,10 @@ def config_from_args(args) -> RunConfig:
 
 
 def run(args) -> int:
-    try:
-        config = config_from_args(args)
-        device = use_device(args)
-    except ValueError as err:
-        print(f"error: {err}")
-        return 2
+    config = config_from_args(args)  # every value checked before anything runs (errors: see experiments.cli)
+    if args.out:
+        check_output_folder(args.out)  # a bad --out fails now, not after the run has trained
+    device = use_device(args)
     data = load_mnist(Path(args.data_dir), config.train_subset)
     print(f"run {config.key()}: {config}")
     print(f"device: {'cpu (the manual backend is NumPy)' if config.backend == 'manual' else device}")
