@@ -109,3 +109,17 @@ def test_all_goes_on_after_a_failing_step_and_returns_its_code(monkeypatch, tmp_
     captured = capsys.readouterr()
     assert captured.err.count("error: no study folder") == 2  # both steps ran, each said what was wrong
     assert "=== report: exit 2" in captured.out
+
+
+def test_the_readme_starts_with_two_commands_and_ci_runs_the_second_verbatim():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme.split("## The first two minutes", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", section, re.S)
+    assert commands == ['pip install -e . && python -m experiments all --quick',
+                        'pip install -e ".[test]" && python -m pytest -q']
+    assert readme.index("## The first two minutes") < readme.index("```")  # they are the first commands
+    assert commands[1] in (root / ".ci" / "run").read_text().splitlines()

@@ -64,7 +64,8 @@ def add_parser(subparsers) -> None:
         "train", help="train one network on MNIST with either backend and print its metrics per epoch",
         description="Trains one MLP on MNIST (50,000 train / 10,000 validation / 10,000 test images) and prints "
                     "training loss, validation loss and accuracy per epoch, then the test accuracy. A run whose "
-                    "loss becomes NaN or infinite stops with status 'diverged'. The same --seed gives both "
+                    "loss becomes NaN or infinite, or exceeds 100× its loss at initialisation, stops with status "
+                    "'diverged'. The same --seed gives both "
                     "backends the same initial parameters and batch order.")
     p.add_argument("--layer-sizes", nargs="+", type=positive_int, default=list(DEFAULTS.layer_sizes), metavar="N",
                    help="widths from input (784) to output (10) (default: 784 128 128 10)")
