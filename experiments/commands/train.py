@@ -37,8 +37,9 @@ def config_from_args(args) -> RunConfig:
 
 def run(args) -> int:
     config = config_from_args(args)  # every value checked before anything runs (errors: see experiments.cli)
-    if args.out:
-        check_output_folder(args.out)  # a bad --out fails now, not after the run has trained
+    store = None
+    if args.out:  # a bad --out or a damaged store there fails now, not after the run has trained
+        store = Store(check_output_folder(args.out))
     device = use_device(args)
     data = load_mnist(Path(args.data_dir), config.train_subset)
     print(f"run {config.key()}: {config}")
@@ -52,8 +53,7 @@ def run(args) -> int:
     run_row = result.run
     print(f"status {run_row['status']}; final test accuracy {run_row['test_acc']:.4f} "
           f"(test loss {run_row['test_loss']:.4f}); wall time {run_row['wall_time_s']:.1f} s")
-    if args.out:
-        store = Store(args.out)
+    if store is not None:
         store.add(result)
         print(f"recorded in {store.folder}/runs.csv, epochs.csv, layers.csv (key {config.key()})")
     return 0
