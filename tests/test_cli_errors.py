@@ -152,7 +152,10 @@ def test_ctrl_c_during_a_run_says_how_to_resume(tmp_path):
     """SIGINT while a real run trains: exit 130, one line saying how to resume, no traceback."""
     argv, env = command(["train", "--train-subset", "50000", "--epochs", "50", "--device", "cpu", "--no-progress",
                          "--out", str(tmp_path / "run")])
-    child = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a shell without job control starts background jobs (such as
+    # a test run with &) with SIGINT ignored, and Python turns SIGINT into KeyboardInterrupt only if it is not
+    child = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert child.stdout.readline().startswith("run ")  # printed once the data is loaded, as training starts
         child.send_signal(signal.SIGINT)
