@@ -34,6 +34,10 @@ CASES = {  # name: (arguments, exit code, fragment of stderr, or of stdout when 
                    "argument --lrs: must be a finite number > 0, got 0"),
     "study lr nan": (["activations", "--lrs", "nan", "--out", "{new}"], 2, "got nan"),
     "study lr inf": (["activations", "--lrs", "inf", "--out", "{new}"], 2, "got inf"),
+    "spec lr 0 through --set": (["activations", "--quick", "--set", "tune.lr=[0]", "--out", "{new}"], 2,
+                                "tune.lr: lr must be a finite number > 0, got 0.0"),
+    "missing spec file": (["study", "{tmp}/no-such-spec.toml", "--out", "{new}"], 2,
+                          "error: cannot read the study spec"),
     "study epochs -1": (["optimizers", "--epochs", "-1", "--out", "{new}"], 2, "must be a positive integer, got -1"),
     "gradcheck seed -1": (["gradcheck", "--seed", "-1", "--out", "{new}"], 2, "--seed: must be an integer ≥ 0"),
     # values the suite refuses where they enter (RunConfig), before anything runs
