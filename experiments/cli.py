@@ -6,12 +6,27 @@ A module may register several related commands (``studies``: activations,
 optimizers, backends); it is then listed once per command and loaded once.
 Every command also takes ``--plugin`` (``experiments.plugins``): the plug-ins are
 loaded before the command line is parsed, so their names are valid choices.
+
+``main`` is the one place where errors become what the user sees. Commands never
+print-and-return on a mistake; they raise, and ``main`` turns the exception into one
+line on stderr and an exit code:
+
+- a usage error found by argparse (unknown option, bad number): its usage line, exit 2;
+- ``UserError`` (and its subclasses: ``DataError``, ``OutputError``, ``PluginError``, ...) or a ``ValueError`` from the
+  library (a bad value rejected where it entered): ``error: <message>``, exit 2;
+- ``OSError`` (a disk that fills up, a file that vanishes): ``error: <file>: <reason>``, exit 1;
+- Ctrl-C: a line saying that finished runs are kept and how to resume, exit 130;
+- anything else is a bug of the suite: one line asking for ``--debug`` and a report, exit 1.
+
+``--debug`` (before or after the command name) prints the traceback as well.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
+import traceback
 
 from experiments.errors import UserError
 from experiments.plugins import add_plugin_option, load_plugins, plugins_in_argv
@@ -29,6 +44,9 @@ COMMANDS = {
     "bench": "bench",
 }
 
+USAGE_ERROR, FAILURE, INTERRUPTED = 2, 1, 130
+DEBUG_HELP = "on an error, print the full traceback too (for reporting a bug)"
+
 
 def positive_int(text: str) -> int:
     """An ``argparse`` type: an integer ≥ 1, or a usage error that says so."""
@@ -38,30 +56,103 @@ def positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type: an integer ≥ 0 (a seed), or a usage error that says so."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An ``argparse`` type: a finite number > 0 (not nan, not inf), or a usage error that says so."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def training_images(text: str) -> int:
+    """An ``argparse`` type for ``--train-subset``: how many of the 50,000 training images, 1 to 50,000."""
+    from experiments.data import N_TRAIN
+
+    value = int(text)
+    if not 1 <= value <= N_TRAIN:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {N_TRAIN:,} (the training split), got {text}")
+    return value
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or (``only``) of the module that provides that one command.
+
+    Building only the command that was asked for spares importing torch for the other commands'
+    options: a mistake on the command line is answered in well under a second.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m experiments",
         description="The backpropagation reference suite: verify hand-written gradients against autograd "
                     "and run MNIST ablations of activations and optimizers.",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for module in dict.fromkeys(COMMANDS.values()):
+    modules = [COMMANDS[only]] if only in COMMANDS else dict.fromkeys(COMMANDS.values())
+    for module in modules:
         importlib.import_module(f"experiments.{module}").add_parser(sub)
-    for command in sub.choices.values():  # every command takes --plugin, declared in one place
+    for command in sub.choices.values():  # options every command takes, declared in one place
         add_plugin_option(command)
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The command in ``argv`` (its first word that is not an option), if it is one of ``COMMANDS``."""
+    words = [a for a in argv if not a.startswith("-")]
+    return words[0] if words and words[0] in COMMANDS else None
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a message never spans lines on the terminal)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    return text or type(err).__name__
+
+
+def report_error(err: Exception, debug: bool = False) -> int:
+    """Print ``err`` as ``error: ...`` on stderr (with its traceback when ``debug``); return the exit code."""
+    if debug:
+        traceback.print_exception(err)
+    if isinstance(err, (UserError, ValueError)):
+        code, message = USAGE_ERROR, one_line(err)
+    elif isinstance(err, OSError):
+        code, message = FAILURE, one_line(err)
+    else:
+        code = FAILURE
+        message = (f"internal error ({type(err).__name__}: {one_line(err)}); this is a bug of the suite: rerun "
+                   f"with --debug and report the traceback")
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def run_command(args) -> int:
+    """``args.run(args)`` with its errors reported as one line (Ctrl-C still stops the program)."""
+    try:
+        return int(args.run(args) or 0)
+    except Exception as err:  # noqa: BLE001 — every error is reported, see the module docstring
+        return report_error(err, getattr(args, "debug", False))
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        load_plugins(plugins_in_argv(argv))  # first: a plug-in's names are then valid choices
-        args = build_parser().parse_args(argv)
-        load_plugins(args.plugins)  # a no-op unless --plugin was abbreviated
-        return int(args.run(args) or 0)
-    except (UserError, ValueError) as err:  # a user's mistake: one line, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        try:
+            load_plugins(plugins_in_argv(argv))  # first: a plug-in's names are then valid choices
+            args = build_parser(command_name(argv)).parse_args(argv)
+            load_plugins(args.plugins)  # a no-op unless --plugin was abbreviated
+        except Exception as err:  # noqa: BLE001 — a plug-in that fails to load, reported like any error
+            return report_error(err, "--debug" in argv)
+        return run_command(args)
     except KeyboardInterrupt:
-        print("interrupted; finished runs are saved, rerun the same command to resume", file=sys.stderr)
-        return 130
+        print("interrupted: finished runs are saved; rerun the same command to resume (it skips them)",
+              file=sys.stderr)
+        return INTERRUPTED

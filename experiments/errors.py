@@ -11,3 +11,7 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A mistake in what the user gave the suite; ``str()`` is the whole message."""
+
+
+class OutputError(UserError):
+    """An output location the suite cannot write (checked before any work starts)."""

@@ -37,7 +37,8 @@ def test_train_prints_epochs_and_records_the_run(tmp_path, capsys):
 
 def test_train_rejects_an_invalid_config(capsys):
     assert main(["train", "--optimizer", "Adam", "--momentum", "0.9", "--no-progress"]) == 2
-    assert "takes no momentum" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.err == "error: Adam takes no momentum (only SGD and RMSprop do)\n" and captured.out == ""
 
 
 def test_optimizers_command_quick_grid_with_overrides(tmp_path):
@@ -86,3 +87,43 @@ def test_quick_runs_default_to_their_own_folder_apart_from_the_reference_run():
     assert args.out is None and default_folder(args.command, args.quick) == "results/quick/activations"
     args = parser.parse_args(["optimizers"])
     assert default_folder(args.command, args.quick) == "results/optimizers"
+
+
+def test_each_kind_of_error_becomes_one_line_and_its_exit_code(capsys):
+    from experiments.cli import report_error
+    from experiments.data import DataError
+    from experiments.errors import UserError
+
+    cases = [(DataError("MNIST file x.gz is missing"), 2, "error: MNIST file x.gz is missing"),
+             (ValueError("lr must be a finite number > 0,\n got inf"), 2, "error: lr must be a finite number > 0, got inf"),
+             (PermissionError(13, "Permission denied", "results/runs.csv"), 1, "error: results/runs.csv: Permission denied"),
+             (KeyError("key"), 1, "error: internal error (KeyError: 'key'); this is a bug of the suite: rerun with "
+                                  "--debug and report the traceback")]
+    assert issubclass(DataError, UserError)
+    for err, code, line in cases:
+        assert report_error(err) == code
+        captured = capsys.readouterr()
+        assert captured.err == line + "\n" and captured.out == ""
+
+
+def test_all_goes_on_after_a_failing_step_and_returns_its_code(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(run_all, "steps", lambda args: [["report", "--results", str(tmp_path / "nothing")],
+                                                         ["report", "--results", str(tmp_path / "nothing")]])
+    assert main(["all", "--results", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("error: no study folder") == 2  # both steps ran, each said what was wrong
+    assert "=== report: exit 2" in captured.out
+
+
+def test_the_readme_starts_with_two_commands_and_ci_runs_the_second_verbatim():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    section = readme.split("## The first two minutes", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", section, re.S)
+    assert commands == ['pip install -e . && python -m experiments all --quick',
+                        'pip install -e ".[test]" && python -m pytest -q']
+    assert readme.index("## The first two minutes") < readme.index("```")  # they are the first commands
+    assert commands[1] in (root / ".ci" / "run").read_text().splitlines()

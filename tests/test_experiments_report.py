@@ -100,8 +100,8 @@ def test_a_diverged_run_shows_in_the_report(copy):
 
 
 def test_report_without_studies_says_so(tmp_path, capsys):
-    assert main(["report", "--results", str(tmp_path)]) == 1
-    assert "no study folder" in capsys.readouterr().out
+    assert main(["report", "--results", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: no study folder (one with plan.csv) under {tmp_path}")
 
 
 @pytest.mark.parametrize("errors, lowest_tick", [([0.03, 0.05], "90.0%"), ([0.03, 0.6], "diverged"),

@@ -89,7 +89,7 @@ BAD = [  # (what is changed in GOOD, the error's text)
     (("seeds = 3", "seeds = 0"), r"line 3: seeds: expected at least 1 seed"),
     (("seeds = 3", "seeds = 2.5"), r"line 3: seeds: expected a number of seeds or a non-empty list"),
     (("lr = [0.01, 0.1]", "lr = []"), r"line 15: tune\.lr: expected a non-empty list of candidates"),
-    (("lr = [0.01, 0.1]", "lr = [-1.0]"), r"line 15: tune\.lr: lr must be positive"),
+    (("lr = [0.01, 0.1]", "lr = [-1.0]"), r"line 15: tune\.lr: lr must be a finite number > 0, got -1.0"),
     (("epochs = 2", "epochs = 2\nseed = 4"), r"line 9: base\.seed: seeds are set by the spec's top-level `seeds`"),
     (('name = "t"', 'name = "a/b"'), r"line 1: name: expected a name made of letters"),
     (("[tune]", "[tune\n"), r"t\.toml: not valid TOML: .*line 14"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments.data import load_mnist
-from experiments.runs.training import RunConfig, train
+from experiments.runs.training import DIVERGENCE_FACTOR, RunConfig, RunRecorder, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -47,3 +47,49 @@ def test_a_nan_loss_stops_the_run_as_diverged(data):
     assert result.run["status"] == "diverged"
     assert result.run["epochs_done"] < config.epochs
     assert not math.isfinite(result.epochs[-1]["train_loss"]) and math.isnan(result.run["test_acc"])
+
+
+def test_an_exploding_loss_is_diverged_though_finite(data):
+    """lr 1e6 sends the loss to ~1e14 (Adam) or ~1e23 (SGD), finite and at chance: diverged, by the 100× rule."""
+    for backend in ("torch", "manual"):
+        config = RunConfig(**SMALL, lr=1e6, epochs=3, backend=backend)
+        with np.errstate(all="ignore"):
+            result = train(config, data, "cpu")
+        assert result.run["status"] == "diverged" and result.run["epochs_done"] == 1, backend
+        assert math.isfinite(result.epochs[0]["train_loss"]) and result.epochs[0]["train_loss"] > 1e6
+        assert math.isnan(result.run["test_acc"])
+
+
+def test_the_divergence_rule_is_100_times_the_initial_loss():
+    record = RunRecorder(RunConfig(), initial_loss=2.0)
+    assert DIVERGENCE_FACTOR == 100
+    assert not record.diverges(200.0) and record.diverges(200.001)
+    assert record.diverges(math.nan) and record.diverges(math.inf) and record.diverges(-math.inf)
+    assert record.epoch(1, 1.5, 0.1, 1.0, (1.2, 0.6)) and record.status == "ok"
+    assert not record.epoch(2, 1.5, 0.1, 1.0, (250.0, 0.1))  # a validation loss beyond the bound ends it too
+    assert record.status == "diverged"
+    unknown = RunRecorder(RunConfig(), initial_loss=math.nan)  # no finite reference: only NaN/inf diverge
+    assert not unknown.diverges(1e30) and unknown.diverges(math.inf)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(lr=0.0), "lr must be a finite number > 0, got 0.0"),
+    (dict(lr=math.inf), "lr must be a finite number > 0, got inf"),
+    (dict(lr=math.nan), "lr must be a finite number > 0, got nan"),
+    (dict(optimizer="SGD", momentum=-0.9), "momentum must be a finite number ≥ 0, got -0.9"),
+    (dict(optimizer="SGD", momentum=math.nan), "momentum must be a finite number ≥ 0, got nan"),
+    (dict(weight_decay=-1e-4), "weight_decay must be a finite number ≥ 0 .*, got -0.0001"),
+    (dict(weight_decay=math.nan), "weight_decay must be a finite number ≥ 0 .*, got nan"),
+    (dict(optimizer="SGD", nesterov=True), "nesterov needs a momentum > 0"),
+    (dict(seed=-1), "seed must be ≥ 0, got -1"),
+    (dict(train_subset=50_001), "train_subset must be between 1 and 50,000 .*, got 50001"),
+    (dict(train_subset=0), "train_subset must be between 1 and 50,000"),
+    (dict(epochs=0), "epochs must be ≥ 1, got 0"),
+    (dict(epochs=1.5), "epochs must be an integer ≥ 1, got 1.5"),
+    (dict(batch_size=0), "batch_size must be ≥ 1"),
+    (dict(schedule="StepLR", gamma=math.nan), "gamma must be a finite number > 0, got nan"),
+    (dict(schedule="StepLR", step_size=0), "step_size must be ≥ 1"),
+])
+def test_run_config_rejects_bad_values_by_name(fields, message):
+    with pytest.raises(ValueError, match=message):
+        RunConfig(**fields)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import manual
-from manual.optim import SGD, Adam, AdamW, get_optimizer
+from manual.optim import SGD, Adagrad, Adam, AdamW, RMSprop, get_optimizer
 from manual.optim.lr_scheduler import CosineAnnealingLR, StepLR
 
 # test id → (optimizer, hyperparameters), with learning rates that suit a tiny tanh network
@@ -114,12 +114,25 @@ def test_cosine_annealing_lr_sequence():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: SGD(p, lr=0.0), "learning rate must be positive"),
-    (lambda p: SGD(p, lr=0.1, nesterov=True), "Nesterov momentum requires a momentum > 0"),
-    (lambda p: SGD(p, lr=0.1, momentum=-0.5), "momentum must be non-negative"),
-    (lambda p: Adam(p, betas=(0.9, 1.0)), r"betas must lie in \[0, 1\)"),
+    (lambda p: SGD(p, lr=0.0), r"lr \(the learning rate\) must be a finite number > 0, got 0.0"),
+    (lambda p: SGD(p, lr=math.inf), "lr .* must be a finite number > 0, got inf"),
+    (lambda p: Adam(p, lr=math.nan), "lr .* must be a finite number > 0, got nan"),
+    (lambda p: SGD(p, lr=0.1, nesterov=True), "nesterov needs a momentum > 0 and dampening 0, got momentum 0.0"),
+    (lambda p: SGD(p, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "dampening 0, got .* dampening 0.1"),
+    (lambda p: SGD(p, lr=0.1, momentum=-0.5), "momentum must be a finite number ≥ 0, got -0.5"),
+    (lambda p: SGD(p, lr=0.1, momentum=math.nan), "momentum must be a finite number ≥ 0, got nan"),
+    (lambda p: SGD(p, lr=0.1, weight_decay=-1e-4), "weight_decay must be a finite number ≥ 0, got -0.0001"),
+    (lambda p: SGD(p, lr=0.1, weight_decay=math.nan), "weight_decay must be a finite number ≥ 0, got nan"),
+    (lambda p: AdamW(p, weight_decay=math.inf), "weight_decay must be a finite number ≥ 0, got inf"),
+    (lambda p: RMSprop(p, momentum=-0.9), "momentum must be a finite number ≥ 0"),
+    (lambda p: RMSprop(p, eps=math.nan), "eps must be a finite number ≥ 0"),
+    (lambda p: Adagrad(p, lr_decay=-1.0), "lr_decay must be a finite number ≥ 0"),
+    (lambda p: Adam(p, betas=(0.9, 1.0)), r"betas must both lie in \[0, 1\), got \(0.9, 1.0\)"),
+    (lambda p: Adam(p, betas=(math.nan, 0.999)), r"betas must both lie in \[0, 1\)"),
     (lambda p: StepLR(SGD(p, lr=0.1), step_size=0), "step_size must be a positive integer"),
+    (lambda p: StepLR(SGD(p, lr=0.1), step_size=1, gamma=math.nan), "gamma must be a finite number > 0, got nan"),
     (lambda p: CosineAnnealingLR(SGD(p, lr=0.1), T_max=0), "T_max must be a positive integer"),
+    (lambda p: CosineAnnealingLR(SGD(p, lr=0.1), T_max=3, eta_min=-1.0), "eta_min must be a finite number ≥ 0"),
 ])
 def test_bad_hyperparameters_are_refused(make, message):
     with pytest.raises(ValueError, match=message):

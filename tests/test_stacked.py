@@ -86,7 +86,7 @@ def test_a_diverging_model_is_marked_and_the_others_go_on(data):
     assert [r.run["status"] for r in singles] == ["ok", "diverged", "ok"]
     assert [r.run["status"] for r in stacked] == ["ok", "diverged", "ok"]
     assert stacked[1].run["epochs_done"] == singles[1].run["epochs_done"] < 4
-    assert not math.isfinite(stacked[1].epochs[-1]["train_loss"])
+    assert not stacked[1].epochs[-1]["train_loss"] < 1e6  # NaN, inf, or far above 100× its initial loss
     assert_same_result(stacked[0], singles[0])
     assert_same_result(stacked[2], singles[2])
 

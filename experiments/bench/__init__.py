@@ -43,6 +43,8 @@ from experiments.runs import training
 from experiments.bench.baselines import DataLoaderWay, PerExampleLoop
 from experiments.cli import positive_int
 from experiments.data import DEFAULT_ROOT, N_TRAIN, load_mnist
+from experiments.errors import UserError
+from experiments.files import check_output_folder
 from experiments.runs.stacked import StackedTrainer
 from experiments.runs.training import RunConfig
 
@@ -379,7 +381,8 @@ def run(args) -> int:
         return run_sweep(args, {"cpu_cores": os.cpu_count(), "load_average_before": os.getloadavg()})
     settings = Settings.quick(args.repeats) if args.quick else Settings(repeats=args.repeats or Settings.repeats)
     if args.device == "cuda" and not cuda_available():
-        raise SystemExit("--device cuda was asked for but no CUDA GPU is available")
+        raise UserError("--device cuda was asked for but no CUDA GPU is available")
+    check_output_folder(args.out)
     threads = set_threads(args.threads)
     load_before = os.getloadavg()
     data = load_mnist(args.data_dir, settings.train_subset)

@@ -26,8 +26,8 @@ from manual.init import INITS
 from manual.losses import LOSSES
 from manual.network import DTYPES
 
-from experiments.cli import positive_int
-from experiments.files import write_csv
+from experiments.cli import non_negative_int, positive_int
+from experiments.files import check_output_folder, write_csv
 from experiments.gradcheck import (CSV_COLUMNS, DEFAULT_DEPTHS, DEFAULT_TOLERANCES, FD_FLOOR, FD_STEP, KINK_MARGIN,
                                    N_CLASSES, N_INPUTS, check_activation, check_backward, check_loss, run_grid,
                                    summary)
@@ -87,7 +87,7 @@ def run_layers(args) -> int:
 
 def run(args) -> int:
     """The function checks, then the network grid; write the CSVs, print the summaries; 1 if anything fails."""
-    os.makedirs(args.out, exist_ok=True)
+    check_output_folder(args.out)
     if args.layers:
         return run_layers(args)
     for name in args.activations + args.losses:  # names are checked here: plug-ins may add to them
@@ -200,7 +200,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         % (FD_STEP, FD_FLOOR, DEFAULT_TOLERANCES["float64"][1], DEFAULT_TOLERANCES["float32"][1]))
     p.add_argument("--out", default=os.path.join("results", "gradcheck"),
                    help="output directory for the CSV files (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the parameters and of the batch; the batch is redrawn (seed + 1, …) until no "
                         f"pre-activation lies within {KINK_MARGIN:g} of a kink such as relu's (default: %(default)s)")
     p.set_defaults(run=run)

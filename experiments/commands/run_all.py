@@ -47,15 +47,17 @@ def steps(args) -> list:
 
 
 def run(args) -> int:
-    from experiments.cli import build_parser
+    from experiments.cli import build_parser, run_command
+    from experiments.files import check_output_folder
 
+    check_output_folder(results_folder(args), "--results")
     parser = build_parser()
     code, start = 0, time.perf_counter()
     for argv in steps(args):
         print(f"\n=== python -m experiments {' '.join(argv)}", flush=True)
         t0 = time.perf_counter()
-        step_args = parser.parse_args(argv)
-        result = int(step_args.run(step_args) or 0)
+        step_args = parser.parse_args(argv + ["--debug"] * args.debug)
+        result = run_command(step_args)  # an error is reported and the next step runs
         print(f"=== {argv[0]}: exit {result}, {time.perf_counter() - t0:.0f} s", flush=True)
         code = code or result
     print(f"\nall done in {time.perf_counter() - start:.0f} s; overview: {os.path.join(results_folder(args), 'REPORT.md')}")

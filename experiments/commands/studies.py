@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.cli import positive_int
+from experiments.cli import positive_float, positive_int, training_images
+from experiments.files import check_output_folder
 from experiments.data import DEFAULT_ROOT, N_TRAIN, load_mnist
 from experiments.execute import add_executor_options, options_from_args
 from experiments.runs.training import resolve_device
@@ -78,7 +79,7 @@ def run(args) -> int:
 
     spec_path = builtin_spec(args.command) if args.command != "study" else Path(args.spec)
     spec = load_spec(spec_path, overrides(args), quick=args.quick)
-    store = Store(args.out or default_folder(spec.name, args.quick))
+    store = Store(check_output_folder(args.out or default_folder(spec.name, args.quick)))
     if args.dry_run:
         device = use_device(args)  # torch's threads as the runs will have them
         print(describe(spec, estimate(spec, store, options_from_args(args, device).workers)))
@@ -149,13 +150,13 @@ def add_shorthands(p: argparse.ArgumentParser, arms_axis: str | None, arms_help:
     """The named commands' options, each a shorthand for a --set."""
     p.add_argument("--epochs", type=positive_int, help="epochs per run (= --set base.epochs=N)")
     p.add_argument("--seeds", type=positive_int, help="final seeds per arm (= --set seeds=N)")
-    p.add_argument("--train-subset", type=positive_int, metavar="N",
+    p.add_argument("--train-subset", type=training_images, metavar="N",
                    help="train on the first N of the 50,000 training images (= --set base.train_subset=N)")
     if arms_axis:
         p.add_argument(f"--{arms_axis.replace('_', '-')}s", dest="arms", nargs="+", metavar="NAME",
                        help=f"{arms_help} (= --set grid.{arms_axis}=[...])")
     if lrs:
-        p.add_argument("--lrs", nargs="+", type=float, metavar="LR",
+        p.add_argument("--lrs", nargs="+", type=positive_float, metavar="LR",
                        help="the learning-rate candidates (= --set tune.lr=[...])")
     p.set_defaults(arms_axis=arms_axis)
 

@@ -16,6 +16,7 @@ import manual
 from manual.network import DTYPES
 
 from experiments.data import load_mnist
+from experiments.files import check_output_folder
 from experiments.store import Store
 from experiments.cli import positive_int
 from experiments.commands.studies import add_device_options, use_device
@@ -35,13 +36,11 @@ def config_from_args(args) -> RunConfig:
 
 
 def run(args) -> int:
-    try:
-        config = config_from_args(args)
-        device = use_device(args)
-    except ValueError as err:
-        print(f"error: {err}")
-        return 2
+    config = config_from_args(args)  # every value checked before anything runs (errors: see experiments.cli)
+    out = check_output_folder(args.out) if args.out else None  # a bad --out fails now, not after training
+    device = use_device(args)
     data = load_mnist(Path(args.data_dir), config.train_subset)
+    store = Store(out) if out else None  # a damaged store there too: opened before the run trains
     print(f"run {config.key()}: {config}")
     print(f"device: {'cpu (the manual backend is NumPy)' if config.backend == 'manual' else device}")
     result = train(config, data, device, progress=not args.no_progress)
@@ -53,8 +52,7 @@ def run(args) -> int:
     run_row = result.run
     print(f"status {run_row['status']}; final test accuracy {run_row['test_acc']:.4f} "
           f"(test loss {run_row['test_loss']:.4f}); wall time {run_row['wall_time_s']:.1f} s")
-    if args.out:
-        store = Store(args.out)
+    if store is not None:
         store.add(result)
         store.export()
         print(f"recorded in {store.folder}/runs.csv, epochs.csv, layers.csv (key {config.key()})")
@@ -66,7 +64,8 @@ def add_parser(subparsers) -> None:
         "train", help="train one network on MNIST with either backend and print its metrics per epoch",
         description="Trains one MLP on MNIST (50,000 train / 10,000 validation / 10,000 test images) and prints "
                     "training loss, validation loss and accuracy per epoch, then the test accuracy. A run whose "
-                    "loss becomes NaN or infinite stops with status 'diverged'. The same --seed gives both "
+                    "loss becomes NaN or infinite, or exceeds 100× its loss at initialisation, stops with status "
+                    "'diverged'. The same --seed gives both "
                     "backends the same initial parameters and batch order.")
     p.add_argument("--layer-sizes", nargs="+", type=positive_int, default=list(DEFAULTS.layer_sizes), metavar="N",
                    help="widths from input (784) to output (10) (default: 784 128 128 10)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from experiments.files import write_atomically, write_csv
+from experiments.files import check_output_folder, write_atomically, write_csv
 from experiments.report.plots import (DIVERGED_ERROR, accuracy_axis, plot_comparisons, plot_curve_differences,
                                       plot_inactive_units, plot_layer_profiles, plot_learning_curves,
                                       plot_test_accuracy, plot_tuning)
@@ -124,9 +124,10 @@ def run(args) -> int:
     root = Path(args.results)
     folders = study_folders(root)
     if not folders:
-        print(f"no study folder (one with plan.csv) under {root}; run a study first, e.g. "
-              f"`python -m experiments all --quick`")
-        return 1
+        raise ReportError(f"no study folder (one with plan.csv) under {root}; run a study first, e.g. "
+                          f"`python -m experiments all --quick`, or give its parent folder with --results")
+    for folder in [root, *folders]:
+        check_output_folder(folder, "--results")
     for folder in folders:
         print(f"wrote {write_study_report(folder)}")
     print(f"wrote {write_overview(root, folders)}")

@@ -24,8 +24,8 @@ Everything else is ``training.train``'s: the same initial parameters
 (``torch_ref.MLP`` of each config), the same mini-batch sizes, the per-epoch
 evaluation and per-layer probes by ``training.evaluate_torch`` / ``probe_torch``
 on each model copied out into its own ``torch_ref.MLP``, and the same rows
-(``training.RunRecorder``). A model whose epoch loss is NaN/inf is recorded as
-diverged at that epoch and frozen, while the others go on. Each model's
+(``training.RunRecorder``). A model whose loss diverges (``RunRecorder.diverges``: NaN/inf, or
+100× its loss at initialisation) is recorded as diverged at that epoch and frozen, while the others go on. Each model's
 ``epoch_time_s`` is its share (1/N) of the stacked epoch's time.
 """
 from __future__ import annotations
@@ -215,7 +215,8 @@ def train_stacked(configs: list[RunConfig], data: MNIST, device: str = "auto",
     train_X, train_y = training.split_to_torch(data.train, dtype, trainer.device)
     val_X, val_y = training.split_to_torch(data.val, dtype, trainer.device)
     probe_X, probe_y = val_X[:PROBE_SIZE], val_y[:PROBE_SIZE]
-    records = [RunRecorder(c) for c in configs]
+    records = [RunRecorder(c, training.evaluate_torch(net.unstacked(i), val_X, val_y)[0])
+               for i, c in enumerate(configs)]
     for i, record in enumerate(records):
         record.layers(0, training.probe_torch(net.unstacked(i), probe_X, probe_y))
     factor = 1.0
@@ -233,12 +234,11 @@ def train_stacked(configs: list[RunConfig], data: MNIST, device: str = "auto",
         share = (time.perf_counter() - t0) / len(live)
         for i in live:
             lr = configs[i].lr * factor
-            if not math.isfinite(losses[i]):
-                records[i].epoch(epoch, losses[i], lr, share)
+            model = net.unstacked(i)
+            val = None if records[i].diverges(losses[i]) else training.evaluate_torch(model, val_X, val_y)
+            if not records[i].epoch(epoch, losses[i], lr, share, val):  # diverged: the one rule, in RunRecorder
                 trainer.freeze(i)
                 continue
-            model = net.unstacked(i)
-            records[i].epoch(epoch, losses[i], lr, share, training.evaluate_torch(model, val_X, val_y))
             records[i].layers(epoch, training.probe_torch(model, probe_X, probe_y))
         factor = trainer.end_epoch()
 

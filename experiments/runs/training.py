@@ -80,13 +80,13 @@ class RunConfig:
         if self.backend not in ("manual", "torch"):
             raise ValueError(f"unknown backend {self.backend!r}; valid backends: manual, torch")
         manual.network.as_dtype(self.dtype)
+        self.check_numbers()
         if self.momentum and self.optimizer not in ("SGD", "RMSprop"):
             raise ValueError(f"{self.optimizer} takes no momentum (only SGD and RMSprop do)")
         if self.nesterov and self.optimizer != "SGD":
             raise ValueError("nesterov applies to SGD only")
-        for name in ("lr", "batch_size", "epochs"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs a momentum > 0 (e.g. momentum 0.9), got momentum 0")
         for name in ("clip_grad_norm", "clip_grad_value"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -102,6 +102,27 @@ class RunConfig:
                 raise ValueError(f"batch_norm with batch_size {self.batch_size} and {n_train} training images "
                                  f"leaves a mini-batch of 1 image, whose batch variance is 0 (PyTorch refuses it "
                                  f"too): choose another batch_size or train_subset")
+
+    def check_numbers(self) -> None:
+        """Every numeric field within its range, finite, with a message that names it and what is allowed."""
+        def check(name, ok, allowed, integer=False):
+            value = getattr(self, name)
+            if integer and not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)):
+                raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+            if not (math.isfinite(value) and ok(value)):
+                raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+        check("lr", lambda v: v > 0, "a finite number > 0")
+        check("momentum", lambda v: v >= 0, "a finite number ≥ 0")
+        if self.weight_decay is not None:
+            check("weight_decay", lambda v: v >= 0, "a finite number ≥ 0 (or None: the optimizer's default)")
+        check("gamma", lambda v: v > 0, "a finite number > 0")
+        for name in ("step_size", "batch_size", "epochs"):
+            check(name, lambda v: v >= 1, "≥ 1", integer=True)
+        check("seed", lambda v: v >= 0, "≥ 0", integer=True)
+        if self.train_subset is not None:
+            check("train_subset", lambda v: 1 <= v <= N_TRAIN, f"between 1 and {N_TRAIN:,} (or None: all)",
+                  integer=True)
 
     def key(self) -> str:
         """A short stable hash of the config: the run's identity for resuming studies.
@@ -393,12 +414,32 @@ def make_backend(config: RunConfig, device: str = "auto"):
 
 
 # --------------------------------------------------------------------------- the loop
-class RunRecorder:
-    """Builds one run's ``RunResult`` rows; ``train`` and ``experiments.stacked`` both record through it."""
+DIVERGENCE_FACTOR = 100.0  # a loss above 100× the loss at initialisation means the run has diverged
 
-    def __init__(self, config: RunConfig):
+
+class RunRecorder:
+    """Builds one run's ``RunResult`` rows; ``train`` and ``experiments.stacked`` both record through it.
+
+    It also holds the one divergence rule (``diverges``): a run has diverged when its training loss of an
+    epoch, or its validation loss after it, is NaN or infinite, or exceeds ``DIVERGENCE_FACTOR`` (100) times
+    its validation loss at initialisation (before any step). The reference is measured on the validation
+    split, not on a training batch, so it is one number of the untrained network that every backend and
+    the stacked trainer compute the same way. Learning shrinks a loss and never multiplies it by 100: at
+    initialisation cross-entropy is about ln 10 ≈ 2.3 (bound ≈ 230) and the squared error about 1.3 (its
+    ceiling, ½·10 = 5, is below the bound, so an MSE run can only diverge to NaN/inf), while an exploding
+    run passes the bound within an epoch (lr 1e6 reaches 3.9e27). A stuck run (chance accuracy, finite
+    loss) is not diverged: it is a finished run with a poor result.
+    """
+
+    def __init__(self, config: RunConfig, initial_loss: float):
         self.config, self.key, self.status = config, config.key(), "ok"
+        self.initial_loss = initial_loss
+        self.bound = DIVERGENCE_FACTOR * initial_loss if math.isfinite(initial_loss) else math.inf
         self.result = RunResult(run={})
+
+    def diverges(self, loss: float) -> bool:
+        """Whether ``loss`` (a training or validation loss) means the run has diverged; see the class."""
+        return not math.isfinite(loss) or loss > self.bound
 
     def layers(self, epoch: int, stats: list[dict]) -> None:
         """One row per layer of the probe diagnostics after ``epoch`` (0 = at initialisation)."""
@@ -406,15 +447,19 @@ class RunRecorder:
             self.result.layers.append({"key": self.key, "epoch": epoch, "layer": l, **row})
 
     def epoch(self, epoch: int, train_loss: float, lr: float, epoch_time: float,
-              val: tuple[float, float] | None = None, clip_frac: float = math.nan) -> None:
-        """One epoch's row; an epoch with no validation result (``val`` None) ends the run as diverged.
+              val: tuple[float, float] | None = None, clip_frac: float = math.nan) -> bool:
+        """Record one epoch's row; return whether the run goes on.
 
-        ``clip_frac``: the fraction of the epoch's optimizer steps whose gradients clipping changed (NaN: no clipping).
+        It stops as diverged when a loss ``diverges`` or when there is no validation result (``val`` None:
+        the caller skipped it because the training loss had already diverged). ``clip_frac``: the fraction of
+        the epoch's optimizer steps whose gradients clipping changed (NaN: no clipping).
         """
-        if val is None:
-            self.status, val = "diverged", (math.nan, math.nan)
+        if val is None or self.diverges(train_loss) or self.diverges(val[0]):
+            self.status = "diverged"
+        val = (math.nan, math.nan) if val is None else val
         self.result.epochs.append({"key": self.key, "epoch": epoch, "train_loss": train_loss, "val_loss": val[0],
                                    "val_acc": val[1], "lr": lr, "epoch_time_s": epoch_time, "clip_frac": clip_frac})
+        return self.status == "ok"
 
     def finish(self, test: tuple[float, float], device: str, start: float) -> RunResult:
         """The run row (``test`` = test loss and accuracy, NaN for a diverged run); ``start`` from perf_counter."""
@@ -430,7 +475,7 @@ class RunRecorder:
 
 
 def train(config: RunConfig, data: MNIST, device: str = "auto", progress: bool = False) -> RunResult:
-    """Train one run and record it; a run whose loss becomes NaN/inf stops with status ``diverged``."""
+    """Train one run and record it; a run whose loss diverges (``RunRecorder``) stops with status ``diverged``."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -438,7 +483,7 @@ def train(config: RunConfig, data: MNIST, device: str = "auto", progress: bool =
     train_X, train_y = backend.prepare(data.train)
     val_X, val_y = backend.prepare(data.val)
     probe_X, probe_y = val_X[:PROBE_SIZE], val_y[:PROBE_SIZE]
-    record = RunRecorder(config)
+    record = RunRecorder(config, initial_loss=backend.evaluate(val_X, val_y)[0])
     record.layers(0, backend.probe(probe_X, probe_y))
     lr = config.lr
     epochs = tqdm(range(1, config.epochs + 1), desc=f"{config.backend} {config.activation} {config.optimizer}",
@@ -450,14 +495,12 @@ def train(config: RunConfig, data: MNIST, device: str = "auto", progress: bool =
                                          config.batch_size)
         backend.sync()
         epoch_time = time.perf_counter() - t0
-        if not math.isfinite(train_loss):
-            record.epoch(epoch, train_loss, lr, epoch_time, clip_frac=backend.clip_frac)
+        val = None if record.diverges(train_loss) else backend.evaluate(val_X, val_y)
+        if not record.epoch(epoch, train_loss, lr, epoch_time, val, backend.clip_frac):
             break
-        val_loss, val_acc = backend.evaluate(val_X, val_y)
-        record.epoch(epoch, train_loss, lr, epoch_time, (val_loss, val_acc), backend.clip_frac)
         record.layers(epoch, backend.probe(probe_X, probe_y))
         lr = backend.end_epoch()
-        epochs.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val_acc:.4f}")
+        epochs.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val[1]:.4f}")
 
     test = backend.evaluate(*backend.prepare(data.test)) if record.status == "ok" else (math.nan, math.nan)
     return record.finish(test, backend.device, start)

@@ -15,6 +15,8 @@ The rules (g is the gradient, λ the weight decay, t the step count):
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -22,8 +24,8 @@ class Optimizer:
     """Base class: keeps the parameters, the learning rate and a state dict per parameter."""
 
     def __init__(self, params: dict, lr: float):
-        if not lr > 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr (the learning rate) must be a finite number > 0, got {lr!r}")
         self.params = params
         self.lr = lr
         self.state = {name: {} for name in params}
@@ -39,17 +41,19 @@ class Optimizer:
 
 
 def _check_nonnegative(**values):
+    """Each hyperparameter a finite number ≥ 0 (NaN and inf are caught here, not deep in a step)."""
     for name, value in values.items():
-        if value < 0:
-            raise ValueError(f"{name} must be non-negative, got {value}")
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number ≥ 0, got {value!r}")
 
 
 class SGD(Optimizer):
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params, lr)
-        _check_nonnegative(momentum=momentum, weight_decay=weight_decay)
+        _check_nonnegative(momentum=momentum, dampening=dampening, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum > 0 and zero dampening")
+            raise ValueError(f"nesterov needs a momentum > 0 and dampening 0, got momentum {momentum!r} and "
+                             f"dampening {dampening!r}")
         self.momentum, self.dampening, self.weight_decay, self.nesterov = momentum, dampening, weight_decay, nesterov
 
     def update(self, p, g, state):
@@ -119,8 +123,8 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
         super().__init__(params, lr)
-        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"betas must lie in [0, 1), got {betas}")
+        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):  # NaN fails these comparisons too
+            raise ValueError(f"betas must both lie in [0, 1), got {tuple(betas)}")
         _check_nonnegative(eps=eps, weight_decay=weight_decay)
         self.betas, self.eps, self.weight_decay, self.amsgrad = tuple(betas), eps, weight_decay, amsgrad
 

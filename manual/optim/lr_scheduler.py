@@ -30,6 +30,8 @@ class StepLR(LRScheduler):
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1):
         if step_size < 1:
             raise ValueError(f"step_size must be a positive integer, got {step_size}")
+        if not (math.isfinite(gamma) and gamma > 0):
+            raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
         super().__init__(optimizer)
         self.step_size, self.gamma = step_size, gamma
 
@@ -43,6 +45,8 @@ class CosineAnnealingLR(LRScheduler):
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0):
         if T_max < 1:
             raise ValueError(f"T_max must be a positive integer, got {T_max}")
+        if not (math.isfinite(eta_min) and eta_min >= 0):
+            raise ValueError(f"eta_min must be a finite number ≥ 0, got {eta_min!r}")
         super().__init__(optimizer)
         self.T_max, self.eta_min = T_max, eta_min
 
