@@ -103,8 +103,15 @@ def test_parameters_come_in_the_asked_dtype(dtype):
     assert all(p.dtype == dtype for p in params.values())
 
 
+def test_defaults_are_normal_seed_0_float64():
+    default = init_params((3, 2))
+    explicit = init_params((3, 2), "normal", 0, np.float64)
+    assert all(np.array_equal(default[k], explicit[k]) and default[k].dtype == np.float64 for k in explicit)
+
+
 def test_an_unknown_init_is_refused_by_both_entry_points():
-    with pytest.raises(ValueError, match="unknown init 'kaiming'; valid inits: normal, xavier, he, pytorch"):
-        init_params((2, 2), "kaiming")
-    with pytest.raises(ValueError, match="unknown init 'kaiming'"):
-        init_layer(np.random.default_rng(0), 2, 2, "kaiming")
+    message = "unknown init 'kaiming'; valid inits: normal, xavier, he, pytorch"
+    for make in (lambda: init_params((2, 2), "kaiming"), lambda: init_layer(np.random.default_rng(0), 2, 2, "kaiming")):
+        with pytest.raises(ValueError) as error:
+            make()
+        assert str(error.value) == message
