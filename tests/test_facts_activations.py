@@ -111,6 +111,29 @@ def test_one_hot_and_softmax():
     np.testing.assert_allclose(softmax(np.array([[1000.0, 1000.0], [0.0, -math.inf]])), [[0.5, 0.5], [1.0, 0.0]])
 
 
+def test_log_softmax_works_along_the_last_axis_of_any_array():
+    row = [math.log(1 / 4), math.log(3 / 4)]
+    np.testing.assert_allclose(log_softmax(np.array([0.0, math.log(3)])), row, rtol=1e-15)
+    np.testing.assert_allclose(log_softmax(np.array([[[0.0, math.log(3)]], [[5.0, 5 + math.log(3)]]])),
+                               [[row], [row]], rtol=1e-14)
+
+
+def test_losses_with_other_output_activations():
+    """z = (0.5, −0.3), label 0. mse with softplus outputs: ∂E/∂z = (a − y)·σ(z). Cross-entropy of sigmoid
+    scores s = σ(z): ∂E/∂z = (softmax(s) − y)·σ'(z); of softplus scores: (softmax(s) − y)·σ(z)."""
+    z, y = np.array([[0.5, -0.3]]), np.array([0])
+    sp = [math.log1p(math.exp(v)) for v in (0.5, -0.3)]
+    result = mse(z, y, ACTIVATIONS["softplus"])
+    assert result.loss == pytest.approx(0.5 * ((sp[0] - 1) ** 2 + sp[1] ** 2), rel=1e-14)
+    np.testing.assert_allclose(result.dz, [[(sp[0] - 1) * sigma(0.5), sp[1] * sigma(-0.3)]], rtol=1e-14)
+    s = [sigma(0.5), sigma(-0.3)]
+    for name, scores, slope in (("sigmoid", s, [v * (1 - v) for v in s]), ("softplus", sp, s)):
+        p0 = 1 / (1 + math.exp(scores[1] - scores[0]))
+        result = cross_entropy(z, y, ACTIVATIONS[name])
+        assert result.loss == pytest.approx(-math.log(p0), rel=1e-14), name
+        np.testing.assert_allclose(result.dz, [[(p0 - 1) * slope[0], (1 - p0) * slope[1]]], rtol=1e-13)
+
+
 def test_cross_entropy_worked_example():
     """z = (0, ln 3): p = (¼, ¾). Label 0: E = ln 4, ∂E/∂z = p − (1, 0) = (−¾, ¾); label 1: E = ln(4/3).
     Batch of both: mean loss, gradient rows divided by B = 2."""

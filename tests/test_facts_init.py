@@ -31,8 +31,9 @@ def relative_tolerance(n):
     return 5 * math.sqrt(2.0 / n)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def params():
+    """Drawn afresh for each test (no module-scoped cache), so that mutmut sees every test call the initialisers."""
     return {init: init_params(SIZES, init, seed=7) for init in INITS}
 
 

@@ -159,6 +159,13 @@ def test_adam_defaults():
     check(trajectory(Adam, [0.5, -1.0]), [theta1, theta1 - 1e-3 * m_hat / (math.sqrt(v_hat) + EPS)])
 
 
+def test_adamw_defaults():
+    # lr 1e−3, β = (0.9, 0.999), λ = 0.01: θ ← θ(1 − 1e−5) before each Adam step of test_adam_defaults
+    theta1 = (1 - 1e-5) - 1e-3 * 0.5 / (0.5 + EPS)
+    m_hat, v_hat = -0.055 / (1 - 0.9**2), 0.00124975 / (1 - 0.999**2)
+    check(trajectory(AdamW, [0.5, -1.0]), [theta1, theta1 * (1 - 1e-5) - 1e-3 * m_hat / (math.sqrt(v_hat) + EPS)])
+
+
 def test_adam_amsgrad_keeps_the_largest_second_moment():
     # g = 1, 0: v₁ = 0.25, v₂ = 0.1875 < v₁, so AMSGrad keeps 0.25;  m₂ = 0.25 → m̂ = 0.25/0.75
     theta1 = 1 - 0.1 * 1 / (1 + EPS)
