@@ -16,6 +16,7 @@ Usage (slow, CPU heavy: not in CI; mutmut copies the project into ``mutants/``, 
 
     python -m experiments.mutation                          # everything in [tool.mutmut], then the report
     python -m experiments.mutation 'manual.*' 'torch_ref.*' # only mutants whose names match
+    python -m experiments.mutation --recheck 'manual.*'     # rerun the survivors too, after adding tests
     python -m experiments.mutation --report-only            # rewrite the report from mutants/ as it stands
     python -m experiments.mutation --planted                # only re-check the planted bugs (about 20 s)
 
@@ -27,9 +28,11 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
+import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -51,6 +54,33 @@ EQUIVALENT = [
     ("manual.optim.xǁRMSpropǁupdate__mutmut_*", "if self.momentum >= 0:",
      "with momentum 0 the momentum branch computes buf = 0·buf + g/avg = g/avg and θ −= η·buf: the same numbers "
      "as the plain branch"),
+    *[("manual.activations.x_*", text,
+       "astype(z.dtype) gives the same values and dtype whether or not it copies, and np.where's result is a "
+       "fresh array that nothing else holds")
+      for text in (".astype(z.dtype, copy=None)", ".astype(z.dtype, copy=True)", ".astype(z.dtype, )")],
+    ("manual.activations.x_leaky_relu__mutmut_*", "np.where(z >= 0, z, LEAKY_SLOPE * z)",
+     "at z = 0 both branches give 0 (z and 0.01·z)"),
+    ("manual.activations.x_elu__mutmut_*", "np.where(z >= 0, z, ELU_ALPHA",
+     "at z = 0 both branches give 0 (z and α·expm1(0))"),
+    ("manual.activations.x_*elu__mutmut_*", "np.minimum(z, 1)",
+     "the second branch is only taken where z ≤ 0, and there min(z, 1) = min(z, 0) = z"),
+    ("manual.activations.x_d_elu__mutmut_*", "np.where(z >= 0, 1.0",
+     "at z = 0 both branches give 1 (1.0 and α·e⁰ with α = 1)"),
+    ("manual.activations.x_d_elu__mutmut_*", "np.where(z > 1, 1.0",
+     "for 0 < z ≤ 1 the second branch gives α·e^min(z, 0) = α·e⁰ = 1, the first branch's value (α = 1)"),
+    ("manual.activations.x_d_elu__mutmut_*", "np.where(None, 1.0",
+     "np.where(None, …) takes the second branch everywhere, α·e^min(z, 0), which is 1 wherever z > 0 (α = 1): "
+     "the same numbers"),
+    *[("manual.activations.x_*gelu__mutmut_*", f"np.clip(z, {bounds})",
+       "beyond |z| = 100 tanh(u) is exactly ±1 in float32 and float64 and z³ stays finite with either bound: "
+       "GELU and GELU' give the same numbers") for bounds in ("-101, 100", "-100, 101")],
+]
+
+# Mutants that do change a result, but only on a CUDA GPU (where tests/test_agreement.py::test_agreement_on_cuda
+# runs): on a CPU-only machine no test can tell them apart. They stay in the "not killed" count.
+CUDA_ONLY = [
+    ("torch_ref.*", "device=None", "only a CUDA run can tell: on the CPU, device=None puts the tensors where the "
+     "original does"),
 ]
 
 # The bugs issue 15 found slipping through, planted one at a time; each must be killed by a torch-free test.
@@ -92,7 +122,10 @@ def mutants_to_run(patterns: list[str], recheck: bool) -> list[str]:
     if not known:
         return patterns  # nothing generated yet: mutmut expands the patterns itself
     wanted = {"not checked"} | ({"survived", "no tests", "suspicious", "timeout"} if recheck else set())
-    return [r["mutant"] for r in known if r["status"] in wanted
+    settled = {name for name, row in previous_rows().items()  # equivalent, or killed on the same source
+               if row.get("verdict") == "equivalent" or row.get("verdict") == "killed"
+               and row.get("source_sha1") == source_hash(row["file"])}
+    return [r["mutant"] for r in known if r["status"] in wanted and r["mutant"] not in settled
             and (not patterns or any(fnmatch.fnmatchcase(r["mutant"], p) for p in patterns))]
 
 
@@ -140,9 +173,10 @@ def mutant_diff(name: str) -> str:
     return "\n".join(line for line in out.splitlines()[1:] if line.strip()).strip()
 
 
-def equivalent_reason(name: str, diff: str) -> str | None:
+def equivalent_reason(name: str, diff: str, table=None) -> str | None:
+    """The reason ``EQUIVALENT`` (or ``table``) gives for the mutant ``name`` with this diff, if any."""
     added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
-    for glob, text, why in EQUIVALENT:
+    for glob, text, why in EQUIVALENT if table is None else table:
         if fnmatch.fnmatchcase(name, glob) and any(text in line for line in added):
             return why
     return None
@@ -151,12 +185,13 @@ def equivalent_reason(name: str, diff: str) -> str | None:
 def killing_test(name: str) -> str:
     """The first test that fails with mutant ``name`` switched on (run in mutmut's copy of the project)."""
     tests = subprocess.run(["mutmut", "tests-for-mutant", name], cwd=ROOT, capture_output=True,
-                           text=True).stdout.split()
+                           text=True).stdout.splitlines()
     tests = [t for t in tests if t.startswith("tests/")] or ["tests/"]
     env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(ROOT / "mutants")}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *sorted(tests)],
+    tests = sorted(tests, key=lambda t: (not t.startswith("tests/test_facts_"), t))  # the fast, pointed ones first
+    out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
                          cwd=ROOT / "mutants", env=env, capture_output=True, text=True).stdout
-    failed = re.findall(r"^FAILED (\S+)", out, re.M)
+    failed = re.findall(r"^FAILED (.+?)(?: - .*)?$", out, re.M)
     return failed[0] if failed else "?"
 
 
@@ -185,7 +220,7 @@ def check_planted() -> list[tuple[str, str, list[str]]]:
                                  env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
         finally:
             file.write_text(text)
-        results.append((what, f"{path}: `{old}` → `{new}`", re.findall(r"^FAILED (\S+)", out, re.M)))
+        results.append((what, f"{path}: `{old}` → `{new}`", re.findall(r"^FAILED (.+?)(?: - .*)?$", out, re.M)))
     return results
 
 
@@ -203,24 +238,39 @@ def score_table(rows: list[dict]) -> list[list]:
     return table
 
 
+def source_hash(path: str) -> str:
+    return hashlib.sha1((ROOT / path).read_bytes()).hexdigest()[:12]
+
+
 def write_report(rows: list[dict], runs: list[dict], planted) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     before = previous_rows()
+    today = time.strftime("%Y-%m-%d %H:%M")
     for r in rows:
         old = before.get(r["mutant"], {})
-        r["killed_by"], r["note"], r["diff"] = old.get("killed_by", ""), "", ""
+        r["killed_by"], r["note"], r["diff"], r["source_sha1"] = old.get("killed_by", ""), "", "", \
+            source_hash(r["file"])
+        r["checked"] = today if r["status"] != "not checked" else ""
+        if r["status"] == "not checked" and old.get("verdict") == "killed" \
+                and old.get("source_sha1") == r["source_sha1"]:
+            # mutmut forgets every verdict when the test selection changes; a kill of the same source stays a kill
+            # when tests are only added, so the earlier run's verdict is kept (with its date)
+            r["status"], r["checked"] = old["status"], old.get("checked", "")
         if r["status"] in KILLED:
             r["verdict"] = "killed"
-            if not r["killed_by"] and old.get("status") == "survived":  # killed by a test added since
-                r["killed_by"] = killing_test(r["mutant"])
+            if r["killed_by"] in ("", "?") and (old.get("status") == "survived" or r["killed_by"] == "?"):
+                r["killed_by"] = killing_test(r["mutant"])  # it survived an earlier run: killed by a test added since
         elif r["status"] in ("not checked", "skipped"):
             r["verdict"] = "not checked"
         else:
             r["diff"] = mutant_diff(r["mutant"])
             reason = equivalent_reason(r["mutant"], r["diff"])
-            r["verdict"], r["note"] = ("equivalent", reason) if reason else (r["status"], "NOT KILLED")
+            cuda = equivalent_reason(r["mutant"], r["diff"], CUDA_ONLY)
+            r["verdict"], r["note"] = ("equivalent", reason) if reason else \
+                (r["status"], f"NOT KILLED ({cuda})" if cuda else "NOT KILLED")
     with open(OUT / "mutants.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, ["module", "file", "mutant", "status", "verdict", "killed_by", "note"],
+        writer = csv.DictWriter(f, ["module", "file", "mutant", "status", "verdict", "killed_by", "note", "checked",
+                                    "source_sha1"],
                                 extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
@@ -231,7 +281,10 @@ def write_report(rows: list[dict], runs: list[dict], planted) -> None:
              "mutmut keeps its verdicts in `mutants/`):", ""]
     lines += [f"- `{r['command']}` ({r['started']}, {r['minutes']} min, {r['mutants']} mutants)" for r in runs]
     lines += ["", "What is mutated and which tests run: `[tool.mutmut]` in `pyproject.toml`. Score = killed / "
-             "(mutants − equivalent − not checked); a timeout counts as killed.", "",
+             "(mutants − equivalent − not checked); a timeout counts as killed. mutmut forgets all its verdicts "
+             "when the list of tests it runs changes; a kill recorded by an earlier run on the same source file "
+             "(same SHA-1 in `mutants.csv`) is then kept, since adding tests cannot revive a mutant; the column "
+             "`checked` dates each verdict.", "",
              "| module | mutants | killed | equivalent | not killed | not checked | score |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in score_table(rows)]
@@ -282,7 +335,8 @@ def main(argv=None) -> int:
     p.add_argument("patterns", nargs="*", help="mutant-name globs, e.g. 'manual.optim*' (default: all)")
     p.add_argument("--max-children", type=int, default=2, help="parallel mutmut workers (default 2)")
     p.add_argument("--time-limit", type=float, default=1200, help="seconds before mutmut is stopped (default 1200)")
-    p.add_argument("--recheck", action="store_true", help="also rerun the mutants that survived (after adding tests)")
+    p.add_argument("--recheck", action="store_true",
+                   help="also rerun the mutants that survived, but not the equivalent ones (after adding tests)")
     p.add_argument("--report-only", action="store_true", help="do not run mutmut, only write the report")
     p.add_argument("--planted", action="store_true", help="only re-check the planted bugs")
     args = p.parse_args(argv)
@@ -298,7 +352,7 @@ def main(argv=None) -> int:
         start, started = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M")
         if names or not args.patterns:
             run_mutmut(names, args.max_children, args.time_limit)
-        command = "python -m experiments.mutation " + " ".join(argv if argv is not None else sys.argv[1:])
+        command = "python -m experiments.mutation " + shlex.join(argv if argv is not None else sys.argv[1:])
         runs.append({"command": command.strip(), "started": started,
                      "minutes": round((time.perf_counter() - start) / 60, 1), "mutants": len(names) or "all"})
         OUT.mkdir(parents=True, exist_ok=True)

@@ -72,6 +72,16 @@ def test_gelu_far_tails_are_the_identity_and_zero():
     np.testing.assert_array_equal(A.d_gelu(z), [0.0, 0.0, 1.0, 1.0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_clips_before_cubing(dtype):
+    """At |z| = 1e30, z³ would overflow even float64's range in float32 (and 0·inf = NaN in the derivative):
+    the clip to ±100 keeps GELU = (0, z) and GELU' = (0, 1) there, without a warning."""
+    z = np.array([-1e30, 1e30], dtype=dtype)
+    with np.errstate(over="raise", invalid="raise"):
+        np.testing.assert_array_equal(A.gelu(z), [0.0, z[1]])
+        np.testing.assert_array_equal(A.d_gelu(z), [0.0, 1.0])
+
+
 def test_sigmoid_is_stable_on_both_sides():
     z = np.array([-800.0, -40.0, 40.0, 800.0])
     with np.errstate(over="raise", invalid="raise"):  # underflow to 0 is the right answer at −800
