@@ -71,6 +71,24 @@ EQUIVALENT = [
     ("manual.activations.x_d_elu__mutmut_*", "np.where(None, 1.0",
      "np.where(None, …) takes the second branch everywhere, α·e^min(z, 0), which is 1 wherever z > 0 (α = 1): "
      "the same numbers"),
+    ("manual.activations.xǁActivationǁderivative__mutmut_*", "if (self.df_from_output is None) or True else",
+     "every caller passes a = f(z) computed by the same function, so df(z) = df_from_output(f(z)) bit for bit: "
+     "only the cost differs"),
+    ("manual.activations.x_sigmoid__mutmut_*", "np.where(z > 0, 1.0, e)",
+     "at z = 0 both branches give 1/(1 + 1): e = exp(−|0|) = 1.0"),
+    *[("torch_ref.model.xǁMLPǁpre_activations__mutmut_*", text,
+       "only the last layer's activation changes, and pre_activations throws it away (it returns the z's)")
+      for text in ("(i < len(self.layers) - 1) or True", "i <= len(self.layers) - 1", "i < len(self.layers) + 1")],
+    *[("torch_ref.model.xǁMLPǁload_state_dict__mutmut_*", text,
+       "check_state_dict has already refused missing, unexpected and misshapen keys, so strict loading has nothing "
+       "left to check; strict=None/False and a default of False load the same numbers")
+      for text in ("strict: bool = False", "strict=None", "load_state_dict(state_dict, assign=assign)")],
+    *[("torch_ref.model.xǁMLPǁload_state_dict__mutmut_*", text,
+       "assign=None is falsy, the same as the default assign=False: the values are copied in either way")
+      for text in ("assign=None", "load_state_dict(state_dict, strict=strict, )")],
+    ("torch_ref.model.xǁMLPǁloss__mutmut_*", "F.one_hot(y, out.shape[1]).to(None)",
+     "the one-hot target's 0s and 1s are exact in any dtype and mse_loss promotes the integer target to the "
+     "output's dtype: the same numbers"),
     *[("manual.activations.x_*gelu__mutmut_*", f"np.clip(z, {bounds})",
        "beyond |z| = 100 tanh(u) is exactly ±1 in float32 and float64 and z³ stays finite with either bound: "
        "GELU and GELU' give the same numbers") for bounds in ("-101, 100", "-100, 101")],
@@ -79,8 +97,8 @@ EQUIVALENT = [
 # Mutants that do change a result, but only on a CUDA GPU (where tests/test_agreement.py::test_agreement_on_cuda
 # runs): on a CPU-only machine no test can tell them apart. They stay in the "not killed" count.
 CUDA_ONLY = [
-    ("torch_ref.*", "device=None", "only a CUDA run can tell: on the CPU, device=None puts the tensors where the "
-     "original does"),
+    *[("torch_ref.*", text, "only a CUDA run can tell: on the CPU the tensors land on the CPU either way")
+      for text in ("device=None", "torch.as_tensor(np.asarray(v), )", "nn.Linear(n_in, n_out, dtype=dtype, )")],
 ]
 
 # The bugs issue 15 found slipping through, planted one at a time; each must be killed by a torch-free test.

@@ -97,6 +97,8 @@ def test_saturation_margins_are_strict():
     t = np.array([-0.98, -0.9699, 0.0, 0.9699, 0.9701])
     np.testing.assert_array_equal(A.tanh_saturated(t), [True, False, False, False, True])
     assert A.SATURATION_MARGIN == 0.03
+    edge = 1 - A.SATURATION_MARGIN  # exactly at the margin: not in the tail
+    assert not A.sigmoid_saturated(np.array([edge]))[0] and not A.tanh_saturated(np.array([-edge, edge])).any()
 
 
 def test_max_slopes():

@@ -34,13 +34,16 @@ def test_spec_defaults_and_outputs():
     assert net.spec == dict(layer_sizes=[3, 4, 2], activation="sigmoid", loss="mse", init="normal",
                             output_activation="sigmoid")
     assert net.layers[0].weight.dtype == torch.float64 and len(net.layers) == 2
+    for k, v in manual.init.init_params([3, 4, 2], "normal", 0).items():  # the default seed is 0
+        np.testing.assert_array_equal(net.get_parameter(k).detach().numpy(), v)
     assert torch_ref.MLP([3, 2], loss="cross_entropy").spec["output_activation"] == "identity"
     assert message(lambda: torch_ref.MLP([3, 2], loss="hinge")) == "unknown loss 'hinge'; valid losses: mse, " \
                                                                   "cross_entropy"
 
 
 @pytest.mark.parametrize("dtype, expected", [("float32", torch.float32), (np.float64, torch.float64),
-                                             (torch.float32, torch.float32), ("float64", torch.float64)])
+                                             (np.float32, torch.float32), (torch.float32, torch.float32),
+                                             ("float64", torch.float64)])
 def test_dtypes(dtype, expected):
     assert torch_dtype(dtype) is expected
     assert torch_ref.MLP([3, 2], dtype=dtype).layers[0].weight.dtype is expected
@@ -48,6 +51,8 @@ def test_dtypes(dtype, expected):
 
 def test_an_unsupported_dtype_is_refused():
     assert message(lambda: torch_dtype("float16")) == "unsupported dtype 'float16'; valid dtypes: float32, float64"
+    assert message(lambda: torch_dtype("double precision")) == \
+        "unsupported dtype 'double precision'; valid dtypes: float32, float64"  # a name NumPy does not know either
 
 
 def test_initial_parameters_are_manuals_at_every_dtype():
