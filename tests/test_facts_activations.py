@@ -10,8 +10,8 @@ import pytest
 
 from manual import activations as A
 from manual.activations import ACTIVATIONS, get_activation
-from manual.losses import DEFAULT_OUTPUT_ACTIVATION, LOSSES, cross_entropy, get_loss, log_softmax, mse, one_hot, \
-    softmax
+from manual.losses import BUILTIN_LOSSES, DEFAULT_OUTPUT_ACTIVATION, LOSSES, cross_entropy, get_loss, log_softmax, \
+    mse, one_hot, softmax
 
 Z = [-3.0, -0.5, 0.0, 0.7, 2.5]
 
@@ -177,7 +177,10 @@ def test_losses_use_the_given_outputs_when_known():
 
 def test_loss_names():
     assert DEFAULT_OUTPUT_ACTIVATION == {"mse": "sigmoid", "cross_entropy": "identity"}
-    assert LOSSES == ("mse", "cross_entropy") and get_loss("mse") is mse
+    # LOSSES is the registry: name → Loss record (the built-ins, in this order, when no plug-in is registered)
+    assert tuple(LOSSES) == ("mse", "cross_entropy") and tuple(BUILTIN_LOSSES) == ("mse", "cross_entropy")
+    assert get_loss("mse") is LOSSES["mse"] and get_loss("mse").fn is mse and get_loss("mse").name == "mse"
+    assert get_loss("cross_entropy").fn is cross_entropy and get_loss("cross_entropy").name == "cross_entropy"
     with pytest.raises(ValueError) as error:
         get_loss("nll")
     assert str(error.value) == "unknown loss 'nll'; valid losses: mse, cross_entropy"

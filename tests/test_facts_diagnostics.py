@@ -12,6 +12,7 @@ import pytest
 
 from manual.activations import ACTIVATIONS
 from experiments import report, store
+from experiments.report.study import is_hidden, layer_means
 from experiments.runs.training import ManualBackend, RunConfig, layer_stats, probe_torch
 
 
@@ -151,12 +152,21 @@ def test_report_means_count_hidden_layers_only():
     rows.append(("a", 1, 0, 9.0, 0.9, 0.9, 0.0, 1.0))  # an epoch between init and end: never read
     study = study_with_layers(rows)
     layers = study.tables.layers
-    assert list(report.is_hidden(layers)) == list(layers["layer"] < 2)  # each run's last layer is its output
+    assert list(is_hidden(layers)) == list(layers["layer"] < 2)  # each run's last layer is its output
     d = report.diagnostics(study).iloc[0]
     # hidden means over layers 0, 1 and seeds a (shift 0), b (shift 0.1): init (0.2 + 0.4)/2 + 0.05
     assert d["layers"] == 3
     assert d["dead_init"] == pytest.approx(0.35) and d["dead_end"] == pytest.approx(0.25)
-    assert d["dead_max_init"] == pytest.approx(0.45) and d["dead_max_layer_init"] == 2  # layer 1, counted from 1
+    assert d["dead_max_init"] == pytest.approx(0.45)
+    # the report no longer names the layer of the maximum in diagnostics(); its per-layer means (layer_means)
+    # still say which one: layer 1 (counted from 0), i.e. 2 counted from 1
+    for when, dead in (("init", (0.25, 0.45, 1.0)), ("end", (0.15, 0.35, 1.0))):
+        means = layer_means(study, when)
+        assert list(means["layer"]) == [0, 1, 2] and list(means["hidden"]) == [True, True, False]
+        assert list(means["dead_frac"]) == pytest.approx(dead) and list(means["grad_norm"]) == pytest.approx(
+            [1e-3, 1e-2, 1.0])
+    hidden = layer_means(study, "init").query("hidden")
+    assert int(hidden.loc[hidden["dead_frac"].idxmax(), "layer"]) + 1 == 2
     assert d["saturated_init"] == pytest.approx(0.65) and d["saturated_end"] == pytest.approx(0.65)
     assert d["grad_first_init"] == pytest.approx(1e-3) and d["grad_last_init"] == pytest.approx(1.0)
     assert d["grad_ratio_init"] == pytest.approx(1e-3) and d["grad_ratio_end"] == pytest.approx(1e-3)

@@ -230,7 +230,7 @@ def test_the_lr_column_is_the_rate_in_force_during_the_epoch():
 
 
 def test_a_diverged_epoch_ends_the_run_with_nan_metrics():
-    record = training.RunRecorder(RunConfig())
+    record = training.RunRecorder(RunConfig(), initial_loss=2.0)  # divergence bound 200: epoch 1 is ok
     record.epoch(1, 0.5, 0.1, 2.0, (0.4, 0.9))
     record.epoch(2, math.inf, 0.1, 3.0)
     result = record.finish((math.nan, math.nan), "cpu", 0.0)

@@ -32,7 +32,7 @@ def test_the_mirror_is_built_from_pytorchs_own_modules_with_manuals_constants():
 def test_spec_defaults_and_outputs():
     net = torch_ref.MLP([3, 4, 2])
     assert net.spec == dict(layer_sizes=[3, 4, 2], activation="sigmoid", loss="mse", init="normal",
-                            output_activation="sigmoid")
+                            output_activation="sigmoid", batch_norm=False)
     assert net.layers[0].weight.dtype == torch.float64 and len(net.layers) == 2
     for k, v in manual.init.init_params([3, 4, 2], "normal", 0).items():  # the default seed is 0
         np.testing.assert_array_equal(net.get_parameter(k).detach().numpy(), v)
