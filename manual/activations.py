@@ -17,7 +17,10 @@ makes its name valid everywhere a built-in's is (``examples/mish.py``).
 from __future__ import annotations
 
 import math
+
 import numpy as np
+
+from . import registry
 
 LEAKY_SLOPE = 0.01
 ELU_ALPHA = 1.0
@@ -245,23 +248,12 @@ def register(act: Activation, override: bool = False) -> Activation:
     """
     if not isinstance(act, Activation):
         raise ValueError(f"register() takes a manual.activations.Activation, got {type(act).__name__}")
-    if ACTIVATIONS.get(act.name) is act:
-        return act
-    if act.name in BUILTINS:
-        raise ValueError(f"activation {act.name!r} clashes with the built-in of that name; choose another name")
-    if act.name in ACTIVATIONS and not override:
-        raise ValueError(f"activation {act.name!r} is already registered (by another plug-in); choose another "
-                         "name or register(..., override=True)")
-    validate(act)
-    ACTIVATIONS[act.name] = act
-    return act
+    return registry.register(ACTIVATIONS, BUILTINS, act, "activation", validate, override)
 
 
 def unregister(name: str) -> None:
     """Remove a registered plug-in (built-ins stay)."""
-    if name in BUILTINS:
-        raise ValueError(f"activation {name!r} is a built-in and cannot be unregistered")
-    ACTIVATIONS.pop(name, None)
+    registry.unregister(ACTIVATIONS, BUILTINS, name, "activation")
 
 
 def validate(act: Activation) -> None:

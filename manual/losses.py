@@ -20,6 +20,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from . import registry
+
 from .activations import Activation
 
 
@@ -125,23 +127,12 @@ def register_loss(loss: Loss, override: bool = False) -> Loss:
     """
     if not isinstance(loss, Loss):
         raise ValueError(f"register_loss() takes a manual.losses.Loss, got {type(loss).__name__}")
-    if LOSSES.get(loss.name) is loss:
-        return loss
-    if loss.name in BUILTIN_LOSSES:
-        raise ValueError(f"loss {loss.name!r} clashes with the built-in of that name; choose another name")
-    if loss.name in LOSSES and not override:
-        raise ValueError(f"loss {loss.name!r} is already registered (by another plug-in); choose another name or "
-                         "register_loss(..., override=True)")
-    validate_loss(loss)
-    LOSSES[loss.name] = loss
-    return loss
+    return registry.register(LOSSES, BUILTIN_LOSSES, loss, "loss", validate_loss, override)
 
 
 def unregister_loss(name: str) -> None:
     """Remove a registered plug-in loss (built-ins stay)."""
-    if name in BUILTIN_LOSSES:
-        raise ValueError(f"loss {name!r} is a built-in and cannot be unregistered")
-    LOSSES.pop(name, None)
+    registry.unregister(LOSSES, BUILTIN_LOSSES, name, "loss")
 
 
 def validate_loss(loss: Loss) -> None:

@@ -201,3 +201,16 @@ def test_the_builtin_specs_are_valid_and_strong_enough(name):
     assert runs(quick) < runs(full)
     if full.tune_seeds:
         assert len(full.tune_seeds) >= 2 and full.base["epochs"] >= 10
+
+
+def test_a_plugin_file_is_found_beside_the_spec_whatever_the_current_folder(tmp_path, monkeypatch,
+                                                                             clean_registries):
+    import shutil
+
+    shutil.copy(Path(__file__).resolve().parent.parent / "examples" / "mish.py", tmp_path / "my_mish.py")
+    (tmp_path / "s.toml").write_text(GOOD.replace('name = "t"', 'name = "t"\nplugins = ["my_mish.py"]')
+                                     .replace('"tanh"]', '"mish"]'))
+    monkeypatch.chdir(Path(__file__).resolve().parent)  # not the spec's folder
+    spec = load_spec(tmp_path / "s.toml")
+    assert spec.plugins == (str(tmp_path / "my_mish.py"),)  # absolute: every worker finds the same file
+    assert "mish" in [a.name for a in make_arms(spec)]

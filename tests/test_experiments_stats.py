@@ -112,3 +112,14 @@ def test_glorot_bengio_saturation_reads_high_on_a_saturated_net_and_low_on_a_hea
     assert max(healthy) < 0.05 and max(tanh) < 0.05
     relu = hidden_saturation(RunConfig(layer_sizes=deep, activation="relu", init="normal"), probe)
     assert all(np.isnan(relu))  # no flat tails: ReLU's flat side is "dead", reported as such
+
+
+def test_a_pair_not_separable_after_holm_is_never_said_to_need_fewer_seeds_than_it_had():
+    from experiments.stats import paired, verdict
+
+    a = np.array([0.9810, 0.9822, 0.9805, 0.9831, 0.9818])
+    b = a - np.array([0.0030, 0.0020, 0.0045, 0.0035, 0.0030])  # a clear difference for one pair alone
+    r = paired(pd.Series(a), pd.Series(b))
+    text = verdict("x", "y", r, p_holm=0.08, n_pairs=36)  # but not after Holm over 36 pairs
+    needed = int(text.rsplit("about ", 1)[1].split()[0])
+    assert text.startswith("not separable with 5 seeds") and needed > 5

@@ -124,5 +124,8 @@ def test_dry_run_prints_the_plan_and_an_estimate_without_training(study, capsys,
     out = capsys.readouterr().out
     assert "3 arms" in out and "tuning runs: 4 (0 not yet in the store)" in out
     assert "final runs: 10 (0 not yet in the store)" in out and "estimated time with 2 worker(s)" in out
+    before = {p.name: p.stat().st_mtime_ns for p in study.iterdir()}
     assert main(["study", str(spec), "--out", str(study.parent / "empty"), "--dry-run"]) == 0
     assert "tuning runs: 4 (4 not yet in the store)" in capsys.readouterr().out
+    assert not (study.parent / "empty").exists()  # a dry run writes nothing: no folder, no study.db
+    assert {p.name: p.stat().st_mtime_ns for p in study.iterdir()} == before

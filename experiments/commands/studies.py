@@ -75,15 +75,17 @@ def overrides(args) -> list[str]:
 def run(args) -> int:
     from experiments.plan import run_study
     from experiments.plan.estimate import describe, estimate
-    from experiments.store import Store
+    from experiments.store import Store, load
 
     spec_path = builtin_spec(args.command) if args.command != "study" else Path(args.spec)
     spec = load_spec(spec_path, overrides(args), quick=args.quick)
-    store = Store(check_output_folder(args.out or default_folder(spec.name, args.quick)))
-    if args.dry_run:
+    folder = Path(args.out or default_folder(spec.name, args.quick))
+    if args.dry_run:  # reads the study's folder (if any), writes nothing
         device = use_device(args)  # torch's threads as the runs will have them
-        print(describe(spec, estimate(spec, store, options_from_args(args, device).workers)))
+        runs = load(folder).runs if folder.is_dir() else pd.DataFrame()
+        print(describe(spec, estimate(spec, runs, options_from_args(args, device).workers)))
         return 0
+    store = Store(check_output_folder(folder))
     device = use_device(args)
     options = options_from_args(args, device, spec.plugins)
     store.save("environment", environment(device, options))

@@ -98,11 +98,8 @@ def plan_rows(study: str, arm: Arm, phase: str, configs) -> list[dict]:
 
 
 def record_plan(store, rows: list[dict]) -> None:
-    """Add ``rows`` to the study's plan, keeping every earlier row (a rerun with other arms adds to it)."""
-    new = pd.DataFrame(rows, columns=PLAN_COLUMNS)
-    old = store.tables.plan
-    plan = pd.concat([old, new], ignore_index=True) if len(old) else new
-    store.save("plan", plan.drop_duplicates(PLAN_COLUMNS, keep="first").reset_index(drop=True))
+    """Add ``rows`` to the study's plan; the store keeps every earlier row (a rerun with other arms adds to it)."""
+    store.save("plan", pd.DataFrame(rows, columns=PLAN_COLUMNS))
 
 
 def write_spec(spec, folder) -> None:

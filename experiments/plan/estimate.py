@@ -71,20 +71,24 @@ def run_seconds(config, cost: dict) -> float:
         cost["probe"] + cost["setup"]
 
 
-def estimate(spec, store, workers: int = 1) -> dict:
-    """Arms, runs (all, and still missing from ``store``) and the estimated seconds of the missing ones.
+def estimate(spec, runs, workers: int = 1) -> dict:
+    """Arms, runs (all, and still missing from ``runs``, the study's runs table) and the estimated seconds of
+    the missing ones. Reads the study, never writes it: a dry run leaves the folder as it was.
 
     The final seeds' tuned values are known once an arm's tuning runs are in the store; before that they are
     costed at the arm's first candidate (tuned keys are usually learning rates, which do not change a step's
     cost).
     """
+    from experiments.store import FINISHED
+
+    finished = set(runs.loc[runs["status"].isin(FINISHED), "key"]) if len(runs) else set()
     arms = make_arms(spec)
     configs = {"tune": [], "final": []}
     for arm in arms:
         tuning = tune_configs(arm, spec.tune_seeds)
         configs["tune"] += tuning
-        tuned = all(store.has(c.key()) for c in tuning)
-        chosen = choose(store.tables.runs, arm, spec.tune_seeds) if tuned else dict(arm.candidates[0]) \
+        tuned = all(c.key() in finished for c in tuning)
+        chosen = choose(runs, arm, spec.tune_seeds) if tuned else dict(arm.candidates[0]) \
             if arm.candidates else {}
         configs["final"] += final_configs(arm, chosen, spec.seeds)
     costs = {}
@@ -94,7 +98,7 @@ def estimate(spec, store, workers: int = 1) -> dict:
     out = {"arms": arms, "costs": costs, "workers": workers}
     for phase, cs in configs.items():
         unique = list({c.key(): c for c in cs}.values())
-        missing = [c for c in unique if not store.has(c.key())]
+        missing = [c for c in unique if c.key() not in finished]
         out[phase] = {"runs": len(unique), "missing": len(missing),
                       "seconds": sum(run_seconds(c, costs[architecture(c)]) for c in missing)}
     out["seconds"] = (out["tune"]["seconds"] + out["final"]["seconds"]) / max(workers, 1)

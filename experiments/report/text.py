@@ -236,7 +236,7 @@ def divergence_findings(study: Study) -> list:
         return [f"No run diverged ({len(runs)} runs)."]
     arms = bad.groupby(["group", "arm"], sort=False).size()
     final = study.final[study.final["status"] == "diverged"]
-    text = (f"{len(bad)} of {len(runs)} runs diverged (loss NaN/inf: stopped, kept as `diverged`, never chosen), "
+    text = (f"{len(bad)} of {len(runs)} runs diverged (loss NaN/inf or above 100× its value at initialisation: stopped, kept as `diverged`, never chosen), "
             f"in {len(arms)} arm{'s' if len(arms) != 1 else ''}")
     text += f"; {len(final)} of them among the final seeds." if len(final) else "; none among the final seeds."
     return [text + " The table under *Diverged runs* lists them."]

@@ -262,6 +262,15 @@ def is_bundle_axis(values) -> bool:
 
 
 # --------------------------------------------------------------------------- the loader
+def resolve_plugin(plugin: str, source: str) -> str:
+    """A plug-in file named relative to the spec's own folder when it is there (else as given: relative to
+    the current folder, or a ``module:attr``), made absolute so that every worker finds the same file."""
+    spec_dir = Path(source).parent
+    if plugin.endswith(".py") and not Path(plugin).is_absolute() and (spec_dir / plugin).is_file():
+        return str((spec_dir / plugin).resolve())
+    return str(Path(plugin).resolve()) if plugin.endswith(".py") and Path(plugin).is_file() else plugin
+
+
 def load_spec(path, overrides=(), quick: bool = False, load_plugins=None) -> Spec:
     """Read, override and check the spec at ``path`` (``overrides``: ``key=value`` strings, applied after
     the ``[quick]`` table when ``quick``). Plug-ins are loaded before the arms are checked."""
@@ -318,6 +327,7 @@ def build(raw: dict, lines: Lines, load_plugins=None) -> Spec:
     if not (isinstance(plugins, list) and all(isinstance(p, str) for p in plugins)):
         fail(lines, "plugins", f"expected a list of plug-in specs (\"path/to/file.py\" or \"module:attr\"), "
                                f"got {plugins!r}")
+    plugins = [resolve_plugin(p, lines.source) for p in plugins]
     if plugins:
         if load_plugins is None:
             from experiments.plugins import load_plugins  # the plug-in loader (issue 10), imported when needed

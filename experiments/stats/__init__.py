@@ -173,9 +173,12 @@ def seeds_needed(mean_diff: float, sd_diff: float, power: float = POWER, alpha: 
     return low
 
 
-def verdict(arm_a: str, arm_b: str, result: dict, p_holm: float, unit: float = 100, alpha: float = ALPHA) -> str:
+def verdict(arm_a: str, arm_b: str, result: dict, p_holm: float, unit: float = 100, alpha: float = ALPHA,
+            n_pairs: int = 1) -> str:
     """One sentence for a pair: ``gelu > relu by 0.21 points, p_Holm = 0.003`` or why it is not separable.
-    ``result`` is ``paired``'s, on accuracies in [0, 1] (``unit`` turns them into points)."""
+    ``result`` is ``paired``'s, on accuracies in [0, 1] (``unit`` turns them into points). The seeds a
+    difference needs are counted at α/n_pairs, the level Holm's correction may demand of a pair among
+    ``n_pairs``, so that "needs about N seeds" never names fewer seeds than were run."""
     n, diff = result["n"], result["mean_diff"]
     if n < 2:
         return f"not comparable: {n} seed(s) where both finished"
@@ -184,7 +187,7 @@ def verdict(arm_a: str, arm_b: str, result: dict, p_holm: float, unit: float = 1
         return f"{better} > {worse} by {abs(diff) * unit:.2f} points, p_Holm = {p_holm:.2g}"
     if result["sd_diff"] == 0 and diff == 0:
         return f"not separable with {n} seeds: identical on every seed"
-    needed = seeds_needed(diff, result["sd_diff"])
+    needed = max(seeds_needed(diff, result["sd_diff"], alpha=alpha / n_pairs), n + 1)
     size = f"a difference of this size ({abs(diff) * unit:.2f} points)"
     if math.isinf(needed):
         return f"not separable with {n} seeds: {size} needs more than 100,000 seeds"
@@ -206,7 +209,7 @@ def compare_arms(values: pd.DataFrame, group: str, metric: str = "test_acc") -> 
     if not len(df):
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
     df["p_holm"] = holm(df["p_t"])
-    df["verdict"] = [verdict(r["arm_a"], r["arm_b"], r, r["p_holm"]) for r in df.to_dict("records")]
+    df["verdict"] = [verdict(r["arm_a"], r["arm_b"], r, r["p_holm"], n_pairs=len(df)) for r in df.to_dict("records")]
     for column in ("mean_diff", "ci_low", "ci_high"):
         df[column] = df[column] * 100
     return df[COMPARISON_COLUMNS].sort_values(["p_holm", "mean_diff"], ascending=[True, False],

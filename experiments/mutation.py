@@ -1,0 +1,390 @@
+"""``python -m experiments.mutation``: mutation testing with mutmut, written up in ``results/mutation/``.
+
+A mutant is the project with one small change (``<`` for ``<=``, ``+`` for ``-``, a constant off by one, an
+argument dropped); a good suite fails on every mutant that changes a result. This runs ``mutmut`` (configured in
+``pyproject.toml``'s ``[tool.mutmut]``: what it mutates, which tests it runs), then writes
+
+- ``MUTATION.md``: tool version, the exact command, the score per module, the planted bugs of issue 15 and the
+  tests that catch them, and every mutant the suite does not kill, with its diff and the reason it is
+  *equivalent* (it cannot change any result: ``EQUIVALENT`` below) — or marked NOT KILLED;
+- ``mutants.csv``: one row per mutant — module, mutant name, status, and for a mutant that once survived and is
+  now killed, the test that kills it (found by running the tests with that mutant switched on).
+
+Score = killed / (mutants − equivalent − not checked); timeouts count as killed, as in mutmut.
+
+Usage (slow, CPU heavy: not in CI; mutmut copies the project into ``mutants/``, git-ignored):
+
+    python -m experiments.mutation                          # everything in [tool.mutmut], then the report
+    python -m experiments.mutation 'manual.*' 'torch_ref.*' # only mutants whose names match
+    python -m experiments.mutation --recheck 'manual.*'     # rerun the survivors too, after adding tests
+    python -m experiments.mutation --report-only            # rewrite the report from mutants/ as it stands
+    python -m experiments.mutation --planted                # only re-check the planted bugs (about 20 s)
+
+``--time-limit`` (default 1200 s) stops mutmut; what it did not reach is reported as "not checked", and a
+rerun continues where it stopped (mutmut keeps its results in ``mutants/``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "results" / "mutation"
+KILLED = {"killed", "timeout", "caught by type check"}
+EXIT_STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
+               35: "suspicious", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
+               37: "caught by type check", None: "not checked"}
+
+# Mutants that cannot change any result, each with the reason: (mutant-name glob, text of the mutated line, why).
+# Matched against the mutant's name and the "+" line of its diff, so the integrator's rerun on changed code
+# finds them again even when mutmut numbers them differently.
+EQUIVALENT = [
+    ("manual.optim.xǁRMSpropǁupdate__mutmut_*", "if self.momentum >= 0:",
+     "with momentum 0 the momentum branch computes buf = 0·buf + g/avg = g/avg and θ −= η·buf: the same numbers "
+     "as the plain branch"),
+    *[("manual.activations.x_*", text,
+       "astype(z.dtype) gives the same values and dtype whether or not it copies, and np.where's result is a "
+       "fresh array that nothing else holds")
+      for text in (".astype(z.dtype, copy=None)", ".astype(z.dtype, copy=True)", ".astype(z.dtype, )")],
+    ("manual.activations.x_leaky_relu__mutmut_*", "np.where(z >= 0, z, LEAKY_SLOPE * z)",
+     "at z = 0 both branches give 0 (z and 0.01·z)"),
+    ("manual.activations.x_elu__mutmut_*", "np.where(z >= 0, z, ELU_ALPHA",
+     "at z = 0 both branches give 0 (z and α·expm1(0))"),
+    ("manual.activations.x_*elu__mutmut_*", "np.minimum(z, 1)",
+     "the second branch is only taken where z ≤ 0, and there min(z, 1) = min(z, 0) = z"),
+    ("manual.activations.x_d_elu__mutmut_*", "np.where(z >= 0, 1.0",
+     "at z = 0 both branches give 1 (1.0 and α·e⁰ with α = 1)"),
+    ("manual.activations.x_d_elu__mutmut_*", "np.where(z > 1, 1.0",
+     "for 0 < z ≤ 1 the second branch gives α·e^min(z, 0) = α·e⁰ = 1, the first branch's value (α = 1)"),
+    ("manual.activations.x_d_elu__mutmut_*", "np.where(None, 1.0",
+     "np.where(None, …) takes the second branch everywhere, α·e^min(z, 0), which is 1 wherever z > 0 (α = 1): "
+     "the same numbers"),
+    ("manual.activations.xǁActivationǁderivative__mutmut_*", "if (self.df_from_output is None) or True else",
+     "every caller passes a = f(z) computed by the same function, so df(z) = df_from_output(f(z)) bit for bit: "
+     "only the cost differs"),
+    ("manual.activations.x_sigmoid__mutmut_*", "np.where(z > 0, 1.0, e)",
+     "at z = 0 both branches give 1/(1 + 1): e = exp(−|0|) = 1.0"),
+    *[("torch_ref.model.xǁMLPǁpre_activations__mutmut_*", text,
+       "only the last layer's activation changes, and pre_activations throws it away (it returns the z's)")
+      for text in ("(i < len(self.layers) - 1) or True", "i <= len(self.layers) - 1", "i < len(self.layers) + 1")],
+    *[("torch_ref.model.xǁMLPǁload_state_dict__mutmut_*", text,
+       "check_state_dict has already refused missing, unexpected and misshapen keys, so strict loading has nothing "
+       "left to check; strict=None/False and a default of False load the same numbers")
+      for text in ("strict: bool = False", "strict=None", "load_state_dict(state_dict, assign=assign)")],
+    *[("torch_ref.model.xǁMLPǁload_state_dict__mutmut_*", text,
+       "assign=None is falsy, the same as the default assign=False: the values are copied in either way")
+      for text in ("assign=None", "load_state_dict(state_dict, strict=strict, )")],
+    ("torch_ref.model.xǁMLPǁloss__mutmut_*", "F.one_hot(y, out.shape[1]).to(None)",
+     "the one-hot target's 0s and 1s are exact in any dtype and mse_loss promotes the integer target to the "
+     "output's dtype: the same numbers"),
+    *[("manual.activations.x_*gelu__mutmut_*", f"np.clip(z, {bounds})",
+       "beyond |z| = 100 tanh(u) is exactly ±1 in float32 and float64 and z³ stays finite with either bound: "
+       "GELU and GELU' give the same numbers") for bounds in ("-101, 100", "-100, 101")],
+]
+
+# Mutants that do change a result, but only on a CUDA GPU (where tests/test_agreement.py::test_agreement_on_cuda
+# runs): on a CPU-only machine no test can tell them apart. They stay in the "not killed" count.
+CUDA_ONLY = [
+    *[("torch_ref.*", text, "only a CUDA run can tell: on the CPU the tensors land on the CPU either way")
+      for text in ("device=None", "torch.as_tensor(np.asarray(v), )", "nn.Linear(n_in, n_out, dtype=dtype, )")],
+]
+
+# The bugs issue 15 found slipping through, planted one at a time; each must be killed by a torch-free test.
+PLANTED = [
+    ("He initialisation with fan-out", "manual/init.py", "np.sqrt(2.0 / fan_in)", "np.sqrt(2.0 / fan_out)"),
+    ("run key ignores weight_decay", "experiments/runs/training.py", "if getattr(self, f.name) != f.default}",
+     "if getattr(self, f.name) != f.default and f.name != 'weight_decay'}"),
+    ("output layer counted in the hidden means", "experiments/report/__init__.py",
+     'layers["layer"] < layers.groupby("key")', 'layers["layer"] <= layers.groupby("key")'),
+    ("saturated: any over the probe images", "experiments/runs/training.py",
+     "np.mean(act.saturated(activation))", "np.mean(np.any(act.saturated(activation), axis=0))"),
+    ("saturated: all over the probe images", "experiments/runs/training.py",
+     "np.mean(act.saturated(activation))", "np.mean(np.all(act.saturated(activation), axis=0))"),
+    ("dead: any instead of all", "experiments/runs/training.py", "np.all(derivative == 0, axis=0)",
+     "np.any(derivative == 0, axis=0)"),
+    ("same shuffle every epoch (batch_order)", "experiments/runs/training.py", "default_rng([seed, epoch])",
+     "default_rng(seed)"),
+    ("same shuffle every epoch (the loop)", "experiments/runs/training.py",
+     "batch_order(config.seed, epoch, len(train_y))", "batch_order(config.seed, 1, len(train_y))"),
+    ("explicit weight decay 0.0 replaced by the default", "experiments/runs/training.py",
+     "if self.weight_decay is not None:", "if self.weight_decay:"),
+    ("RMSprop ε inside the square root", "manual/optim/__init__.py", "avg = np.sqrt(v) + self.eps",
+     "avg = np.sqrt(v + self.eps)"),
+    ("Nesterov replaced by plain momentum", "manual/optim/__init__.py",
+     "g = g + self.momentum * buf if self.nesterov else buf", "g = buf"),
+]
+
+
+def mutmut_version() -> str:
+    from importlib.metadata import version
+
+    return version("mutmut")
+
+
+def mutants_to_run(patterns: list[str], recheck: bool) -> list[str]:
+    """mutmut reruns every mutant it is given by name: so name only those matching ``patterns`` that are not
+    checked yet (and, with ``recheck``, those that survived), to continue a stopped run rather than restart it."""
+    known = collect()
+    if not known:
+        return patterns  # nothing generated yet: mutmut expands the patterns itself
+    wanted = {"not checked"} | ({"survived", "no tests", "suspicious", "timeout"} if recheck else set())
+    settled = {name for name, row in previous_rows().items()  # equivalent, or killed on the same source
+               if row.get("verdict") == "equivalent" or row.get("verdict") == "killed"
+               and row.get("source_sha1") == source_hash(row["file"])}
+    return [r["mutant"] for r in known if r["status"] in wanted and r["mutant"] not in settled
+            and (not patterns or any(fnmatch.fnmatchcase(r["mutant"], p) for p in patterns))]
+
+
+def run_mutmut(names: list[str], max_children: int, time_limit: float) -> None:
+    """``nice -n 15 mutmut run`` on ``names`` (all when empty), stopped after ``time_limit`` seconds."""
+    command = ["nice", "-n", "15", "mutmut", "run", "--max-children", str(max_children), *names]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    try:
+        process.wait(timeout=time_limit)
+    except subprocess.TimeoutExpired:
+        print(f"mutmut stopped after the time limit of {time_limit:.0f} s; a rerun continues where it stopped")
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def collect() -> list[dict]:
+    """Every mutant mutmut knows about, from its ``mutants/**.meta`` files."""
+    rows = []
+    for meta in sorted((ROOT / "mutants").rglob("*.py.meta")):
+        data = json.loads(meta.read_text())
+        source = meta.relative_to(ROOT / "mutants").as_posix()[:-len(".meta")]
+        for name, code in data["exit_code_by_key"].items():
+            rows.append({"file": source, "module": module_of(source), "mutant": name,
+                         "status": EXIT_STATUS.get(code, "suspicious")})
+    return rows
+
+
+def module_of(path: str) -> str:
+    """The row of the score table a file belongs to: ``manual/optim``, ``torch_ref``, ``experiments/runs``, ..."""
+    parts = path.split("/")
+    if parts[0] == "manual" and len(parts) > 2:
+        return "/".join(parts[:2])
+    if parts[0] == "manual":
+        return path
+    return parts[0] if parts[0] == "torch_ref" else "/".join(parts[:2])
+
+
+def mutant_diff(name: str) -> str:
+    out = subprocess.run(["mutmut", "show", name], cwd=ROOT, capture_output=True, text=True).stdout
+    return "\n".join(line for line in out.splitlines()[1:] if line.strip()).strip()
+
+
+def equivalent_reason(name: str, diff: str, table=None) -> str | None:
+    """The reason ``EQUIVALENT`` (or ``table``) gives for the mutant ``name`` with this diff, if any."""
+    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    for glob, text, why in EQUIVALENT if table is None else table:
+        if fnmatch.fnmatchcase(name, glob) and any(text in line for line in added):
+            return why
+    return None
+
+
+def killing_test(name: str) -> str:
+    """The first test that fails with mutant ``name`` switched on (run in mutmut's copy of the project)."""
+    tests = subprocess.run(["mutmut", "tests-for-mutant", name], cwd=ROOT, capture_output=True,
+                           text=True).stdout.splitlines()
+    tests = [t for t in tests if t.startswith("tests/")] or ["tests/"]
+    env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(ROOT / "mutants")}
+    tests = sorted(tests, key=lambda t: (not t.startswith("tests/test_facts_"), t))  # the fast, pointed ones first
+    out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                         cwd=ROOT / "mutants", env=env, capture_output=True, text=True).stdout
+    failed = re.findall(r"^FAILED (.+?)(?: - .*)?$", out, re.M)
+    return failed[0] if failed else "?"
+
+
+def previous_rows() -> dict:
+    path = OUT / "mutants.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {row["mutant"]: row for row in csv.DictReader(f)}
+
+
+def check_planted() -> list[tuple[str, str, list[str]]]:
+    """Plant each bug of ``PLANTED`` in the working tree, run the torch-free fact tests, restore the file."""
+    facts = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_facts_*.py"))
+    results = []
+    for what, path, old, new in PLANTED:
+        file = ROOT / path
+        text = file.read_text()
+        if text.count(old) != 1:
+            results.append((what, path, [f"(not planted: the line {old!r} is no longer in {path})"]))
+            continue
+        try:
+            file.write_text(text.replace(old, new))
+            out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not torch",
+                                  *facts], cwd=ROOT, capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+        finally:
+            file.write_text(text)
+        results.append((what, f"{path}: `{old}` → `{new}`", re.findall(r"^FAILED (.+?)(?: - .*)?$", out, re.M)))
+    return results
+
+
+def score_table(rows: list[dict]) -> list[list]:
+    table = []
+    groups = sorted({r["module"] for r in rows})
+    for module in groups + ["all"]:
+        mine = [r for r in rows if module in ("all", r["module"])]
+        counts = Counter(r["verdict"] for r in mine)
+        checked = len(mine) - counts["equivalent"] - counts["not checked"]
+        killed = counts["killed"]
+        score = f"{killed / checked:.1%}" if checked else "–"
+        table.append([module, len(mine), killed, counts["equivalent"], counts["survived"] + counts["no tests"]
+                      + counts["suspicious"], counts["not checked"], score])
+    return table
+
+
+def source_hash(path: str) -> str:
+    return hashlib.sha1((ROOT / path).read_bytes()).hexdigest()[:12]
+
+
+def write_report(rows: list[dict], runs: list[dict], planted) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    before = previous_rows()
+    today = time.strftime("%Y-%m-%d %H:%M")
+    for r in rows:
+        old = before.get(r["mutant"], {})
+        r["killed_by"], r["note"], r["diff"], r["source_sha1"] = old.get("killed_by", ""), "", "", \
+            source_hash(r["file"])
+        r["checked"] = today if r["status"] != "not checked" else ""
+        if r["status"] == "not checked" and old.get("verdict") == "killed" \
+                and old.get("source_sha1") == r["source_sha1"]:
+            # mutmut forgets every verdict when the test selection changes; a kill of the same source stays a kill
+            # when tests are only added, so the earlier run's verdict is kept (with its date)
+            r["status"], r["checked"] = old["status"], old.get("checked", "")
+        if r["status"] in KILLED:
+            r["verdict"] = "killed"
+            if r["killed_by"] in ("", "?") and (old.get("status") == "survived" or r["killed_by"] == "?"):
+                r["killed_by"] = killing_test(r["mutant"])  # it survived an earlier run: killed by a test added since
+        elif r["status"] in ("not checked", "skipped"):
+            r["verdict"] = "not checked"
+        else:
+            r["diff"] = mutant_diff(r["mutant"])
+            reason = equivalent_reason(r["mutant"], r["diff"])
+            cuda = equivalent_reason(r["mutant"], r["diff"], CUDA_ONLY)
+            r["verdict"], r["note"] = ("equivalent", reason) if reason else \
+                (r["status"], f"NOT KILLED ({cuda})" if cuda else "NOT KILLED")
+    with open(OUT / "mutants.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, ["module", "file", "mutant", "status", "verdict", "killed_by", "note", "checked",
+                                    "source_sha1"],
+                                extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+    lines = ["# Mutation testing", "",
+             f"Tool: mutmut {mutmut_version()}, Python {sys.version.split()[0]}, on a 2-core CPU shared with other "
+             "jobs. The results below are mutmut's as they stand after these runs (each continues the last; "
+             "mutmut keeps its verdicts in `mutants/`):", ""]
+    lines += [f"- `{r['command']}` ({r['started']}, {r['minutes']} min, {r['mutants']} mutants)" for r in runs]
+    lines += ["", "What is mutated and which tests run: `[tool.mutmut]` in `pyproject.toml`. Score = killed / "
+             "(mutants − equivalent − not checked); a timeout counts as killed. mutmut forgets all its verdicts "
+             "when the list of tests it runs changes; a kill recorded by an earlier run on the same source file "
+             "(same SHA-1 in `mutants.csv`) is then kept, since adding tests cannot revive a mutant; the column "
+             "`checked` dates each verdict.", "",
+             "| module | mutants | killed | equivalent | not killed | not checked | score |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in score_table(rows)]
+    if planted:
+        lines += ["", "## Planted bugs (issue 15), each caught by a torch-free test", "",
+                  "Planted one at a time in the working tree by `python -m experiments.mutation --planted`, which "
+                  "runs `tests/test_facts_*.py -k 'not torch'` and restores the file.", ""]
+        for what, where, failed in planted:
+            lines.append(f"- **{what}** ({where}): " + (", ".join(f"`{t}`" for t in failed) if failed
+                                                        else "**NOT CAUGHT**"))
+    later = [r for r in rows if r["killed_by"]]
+    if later:
+        lines += ["", "## Survivors of an earlier run, killed by tests added for them", "",
+                  "| mutant | killed by |", "| --- | --- |"]
+        lines += [f"| `{r['mutant']}` | `{r['killed_by']}` |" for r in later]
+    left = [r for r in rows if r["verdict"] not in ("killed", "not checked")]
+    lines += ["", "## Mutants the suite does not kill", ""]
+    if not left:
+        lines.append("None.")
+    for r in left:
+        lines += [f"### `{r['mutant']}` — {r['verdict']}", "",
+                  f"{'Equivalent: ' + r['note'] if r['verdict'] == 'equivalent' else r['note']}", "",
+                  "```diff", r["diff"], "```", ""]
+    unchecked = Counter(r["module"] for r in rows if r["verdict"] == "not checked")
+    if unchecked:
+        lines += ["", "Not checked (the run stopped at its time limit, or the mutant was filtered out): "
+                  + ", ".join(f"{m} {n}" for m, n in sorted(unchecked.items())) + "."]
+    (OUT / "MUTATION.md").write_text("\n".join(lines).rstrip() + "\n")
+
+
+def check_test_selection() -> None:
+    """Warn when a fact test is missing from the tests mutmut runs (``pytest_add_cli_args_test_selection``)."""
+    try:
+        import tomllib  # Python ≥ 3.11
+    except ImportError:
+        return
+    selection = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"].get(
+        "pytest_add_cli_args_test_selection", [])
+    missing = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "tests").glob("test_facts_*.py"))
+               if p.relative_to(ROOT).as_posix() not in selection and "tests/" not in selection]
+    if missing:
+        print(f"warning: mutmut will not run {', '.join(missing)}: add them to pytest_add_cli_args_test_selection "
+              "in pyproject.toml", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments.mutation", description=__doc__.split("\n\n")[0])
+    p.add_argument("patterns", nargs="*", help="mutant-name globs, e.g. 'manual.optim*' (default: all)")
+    p.add_argument("--max-children", type=int, default=2, help="parallel mutmut workers (default 2)")
+    p.add_argument("--time-limit", type=float, default=1200, help="seconds before mutmut is stopped (default 1200)")
+    p.add_argument("--recheck", action="store_true",
+                   help="also rerun the mutants that survived, but not the equivalent ones (after adding tests)")
+    p.add_argument("--report-only", action="store_true", help="do not run mutmut, only write the report")
+    p.add_argument("--planted", action="store_true", help="only re-check the planted bugs")
+    args = p.parse_args(argv)
+    if args.planted:
+        for what, where, failed in check_planted():
+            print(f"{what}: {', '.join(failed) if failed else 'NOT CAUGHT'}")
+        return 0
+    check_test_selection()
+    runs_file = OUT / "runs.json"  # every run this report sums up: command, date, minutes
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else []
+    if not args.report_only:
+        names = mutants_to_run(args.patterns, args.recheck)
+        start, started = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M")
+        if names or not args.patterns:
+            run_mutmut(names, args.max_children, args.time_limit)
+        command = "python -m experiments.mutation " + shlex.join(argv if argv is not None else sys.argv[1:])
+        runs.append({"command": command.strip(), "started": started,
+                     "minutes": round((time.perf_counter() - start) / 60, 1), "mutants": len(names) or "all"})
+        OUT.mkdir(parents=True, exist_ok=True)
+        runs_file.write_text(json.dumps(runs, indent=1) + "\n")
+    rows = collect()
+    if not rows:
+        print("no mutants found: run mutmut first (python -m experiments.mutation)", file=sys.stderr)
+        return 2
+    write_report(rows, runs, check_planted())
+    print(f"wrote {OUT / 'MUTATION.md'} and {OUT / 'mutants.csv'}")
+    for row in score_table(rows):
+        print(*row, sep="\t")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

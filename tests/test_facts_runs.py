@@ -1,0 +1,245 @@
+"""Absolute facts about what both backends share: the batch order, the run key, the optimizer options.
+
+These cannot be checked by the two backends agreeing with each other (they take them from the same code), so
+each test states the fact itself. Everything here but the last test is torch-free.
+"""
+import dataclasses
+import hashlib
+import json
+import math
+
+import numpy as np
+import pytest
+
+from experiments.data import MNIST, Split
+from experiments.runs import training
+from experiments.runs.training import KEY_SCHEMA, ManualBackend, RunConfig, batch_order, run_columns, train
+
+
+# --------------------------------------------------------------------------- batch order
+def test_each_epoch_is_a_permutation_of_every_index():
+    for epoch in (1, 2, 3):
+        order = batch_order(0, epoch, 1000)
+        assert order.shape == (1000,)
+        np.testing.assert_array_equal(np.sort(order), np.arange(1000))
+
+
+def test_a_different_shuffle_every_epoch_and_every_seed():
+    orders = [batch_order(seed, epoch, 1000) for seed in (0, 1) for epoch in (1, 2, 3)]
+    for i, a in enumerate(orders):
+        for b in orders[i + 1:]:
+            assert np.mean(a == b) < 0.05  # two random permutations share ~1/n positions
+    assert np.mean(orders[0] == np.arange(1000)) < 0.05  # shuffled, not the identity
+
+
+def test_the_order_is_a_pure_function_of_seed_epoch_and_size():
+    np.testing.assert_array_equal(batch_order(5, 2, 300), batch_order(5, 2, 300))
+    np.testing.assert_array_equal(batch_order(5, 2, 300), np.random.default_rng([5, 2]).permutation(300))
+
+
+def fake_mnist(n_train=64, n_val=40, seed=0) -> MNIST:
+    """Random 'images' with random labels: enough to run the loop, torch-free and instant."""
+    rng = np.random.default_rng(seed)
+
+    def split(n):
+        return Split(rng.integers(0, 256, (n, 784), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int64))
+
+    return MNIST(train=split(n_train), val=split(n_val), test=split(n_val))
+
+
+TINY = dict(layer_sizes=(784, 8, 10), dtype="float64", optimizer="SGD", lr=0.1, momentum=0.9, batch_size=16,
+            epochs=3, seed=3, activation="tanh", init="xavier")
+
+
+def reference_losses(config, data, orders):
+    """The training loss of each epoch when the manual backend is fed ``orders`` by hand."""
+    backend = ManualBackend(config)
+    X, y = backend.prepare(data.train)
+    losses = []
+    for order in orders:
+        losses.append(backend.train_epoch(X, y, order, config.batch_size))
+        backend.end_epoch()
+    return losses
+
+
+def test_the_training_loop_feeds_the_manual_backend_batch_order_of_each_epoch():
+    """train() must hand epoch e the permutation batch_order(seed, e, n): its losses equal a hand-fed loop's,
+    and differ from a loop that reuses one shuffle or none."""
+    config, data = RunConfig(**TINY, backend="manual"), fake_mnist()
+    n = len(data.train)
+    result = train(config, data, "cpu")
+    got = [row["train_loss"] for row in result.epochs]
+    assert got == reference_losses(config, data, [batch_order(3, e, n) for e in (1, 2, 3)])
+    assert got != pytest.approx(reference_losses(config, data, [batch_order(3, 1, n)] * 3), rel=1e-9)
+    assert got != pytest.approx(reference_losses(config, data, [np.arange(n)] * 3), rel=1e-9)
+
+
+def test_the_torch_backend_consumes_the_same_order(one_torch_thread):
+    config, data = RunConfig(**TINY, backend="torch"), fake_mnist()
+    got = [row["train_loss"] for row in train(config, data, "cpu").epochs]
+    expected = reference_losses(dataclasses.replace(config, backend="manual"), data,
+                                [batch_order(3, e, len(data.train)) for e in (1, 2, 3)])
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+# --------------------------------------------------------------------------- run keys
+# for each field, a valid value other than the base's (BASE: SGD with momentum, so that momentum and nesterov
+# may change); a field added later gets one from its type (see changed_value)
+BASE = RunConfig(optimizer="SGD", momentum=0.9)
+ALTERNATIVES = {"layer_sizes": (784, 64, 10), "activation": "tanh", "loss": "mse", "init": "xavier",
+                "optimizer": "RMSprop", "lr": 0.1, "momentum": 0.5, "nesterov": True, "weight_decay": 1e-4,
+                "schedule": "StepLR", "step_size": 2, "gamma": 0.1, "batch_size": 64, "epochs": 3, "seed": 1,
+                "backend": "manual", "dtype": "float64", "train_subset": 1000}
+
+
+def changed_value(f: dataclasses.Field, current):
+    if f.name in ALTERNATIVES:
+        return ALTERNATIVES[f.name]
+    if isinstance(current, bool):
+        return not current
+    if current is None:
+        return 1.0
+    if isinstance(current, (int, float)):
+        return current * 2 + 1
+    raise AssertionError(f"add a valid alternative value for the new RunConfig field {f.name!r} to ALTERNATIVES")
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(RunConfig)])
+def test_every_field_changes_the_run_key(name):
+    f = next(f for f in dataclasses.fields(RunConfig) if f.name == name)
+    changed = dataclasses.replace(BASE, **{name: changed_value(f, getattr(BASE, name))})
+    assert getattr(changed, name) != getattr(BASE, name)
+    assert changed.key() != BASE.key()
+
+
+def test_keys_from_the_defaults_differ_too():
+    """Starting from the default config (where only the changed field enters the hash)."""
+    for name in ("weight_decay", "lr", "seed", "backend", "layer_sizes", "epochs"):
+        assert RunConfig(**{name: ALTERNATIVES[name]}).key() != RunConfig().key(), name
+
+
+def test_an_explicit_zero_weight_decay_is_its_own_run():
+    """weight_decay=0.0 (no decay) is not weight_decay=None (AdamW's default 0.01): different runs."""
+    assert RunConfig(optimizer="AdamW", weight_decay=0.0).key() != RunConfig(optimizer="AdamW").key()
+
+
+def test_the_key_is_the_documented_hash():
+    """sha1 of the sorted JSON of the schema and the changed fields, first 12 hex digits: stable across runs,
+    processes and machines (no Python hash randomisation)."""
+    def rule(**changed):
+        text = json.dumps({"schema": KEY_SCHEMA, **changed}, sort_keys=True, default=list)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+    assert RunConfig().key() == rule()
+    assert RunConfig(lr=0.1, seed=2).key() == rule(lr=0.1, seed=2)
+    assert RunConfig(layer_sizes=[784, 64, 10]).key() == rule(layer_sizes=[784, 64, 10])
+    assert len(RunConfig().key()) == 12
+
+
+def test_equal_configs_have_equal_keys():
+    assert RunConfig(lr=0.01, seed=4).key() == RunConfig(seed=4, lr=0.01).key()
+    assert RunConfig(lr=1e-3).key() == RunConfig().key()  # a field set to its default is not a change
+    assert RunConfig(layer_sizes=[784, 128, 128, 10]).key() == RunConfig().key()
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigWithANewField(RunConfig):
+    """What a later branch does: one more field, with a default that means 'off'."""
+
+    new_knob: float | None = None
+
+
+def test_a_new_field_at_its_default_keeps_every_existing_key():
+    for kwargs in ({}, dict(lr=0.1), dict(optimizer="SGD", momentum=0.9, seed=2), dict(weight_decay=0.0)):
+        assert ConfigWithANewField(**kwargs).key() == RunConfig(**kwargs).key(), kwargs
+        assert ConfigWithANewField(**kwargs, new_knob=0.5).key() != RunConfig(**kwargs).key(), kwargs
+
+
+# --------------------------------------------------------------------------- optimizer options
+def test_an_explicit_zero_weight_decay_reaches_the_optimizer():
+    """AdamW's default decay is 0.01: an explicit 0.0 must arrive as 0.0, and then a zero gradient moves nothing."""
+    explicit = RunConfig(layer_sizes=(784, 4, 10), optimizer="AdamW", lr=0.1, weight_decay=0.0, backend="manual")
+    default = dataclasses.replace(explicit, weight_decay=None)
+    assert explicit.optimizer_kwargs() == {"lr": 0.1, "weight_decay": 0.0}
+    assert default.optimizer_kwargs() == {"lr": 0.1}
+    for config, factor in ((explicit, 1.0), (default, 1 - 0.1 * 0.01)):
+        backend = ManualBackend(config)
+        before = backend.net.state_dict()
+        backend.opt.step({k: np.zeros_like(v) for k, v in before.items()})
+        for k, v in backend.net.params.items():
+            np.testing.assert_allclose(v, before[k] * factor, rtol=1e-15)
+
+
+def test_optimizer_kwargs_pass_momentum_and_nesterov_only_where_they_exist():
+    assert RunConfig(optimizer="SGD", momentum=0.9, nesterov=True, lr=0.1).optimizer_kwargs() == \
+        {"lr": 0.1, "momentum": 0.9, "nesterov": True}
+    assert RunConfig(optimizer="RMSprop", momentum=0.5, lr=0.1, weight_decay=1e-4).optimizer_kwargs() == \
+        {"lr": 0.1, "momentum": 0.5, "weight_decay": 1e-4}
+    assert RunConfig(optimizer="Adagrad", lr=0.1).optimizer_kwargs() == {"lr": 0.1}
+
+
+def test_schedule_kwargs():
+    assert RunConfig(schedule="StepLR", step_size=3, gamma=0.2).schedule_kwargs() == {"step_size": 3, "gamma": 0.2}
+    assert RunConfig(schedule="CosineAnnealingLR", epochs=7).schedule_kwargs() == {"T_max": 7}
+
+
+def test_the_manual_backend_builds_what_the_config_says():
+    config = RunConfig(layer_sizes=(784, 4, 10), optimizer="SGD", lr=0.2, momentum=0.9, nesterov=True,
+                       weight_decay=1e-3, schedule="StepLR", step_size=2, gamma=0.25, backend="manual",
+                       dtype="float64", activation="tanh", init="xavier", seed=5)
+    backend = ManualBackend(config)
+    opt = backend.opt
+    assert (type(opt).__name__, opt.lr, opt.momentum, opt.nesterov, opt.weight_decay) == ("SGD", 0.2, 0.9, True, 1e-3)
+    assert (backend.scheduler.step_size, backend.scheduler.gamma) == (2, 0.25)
+    assert [backend.end_epoch() for _ in range(4)] == pytest.approx([0.2, 0.05, 0.05, 0.0125], rel=1e-15)
+    assert backend.net.activation.name == "tanh" and backend.net.dtype == np.float64
+    np.testing.assert_array_equal(backend.net.params["layers.0.weight"],
+                                  training.manual.init.init_params((784, 4, 10), "xavier", 5)["layers.0.weight"])
+    assert ManualBackend(dataclasses.replace(config, schedule="none")).end_epoch() == 0.2
+
+
+def test_the_torch_optimizer_gets_the_explicit_zero_too(one_torch_thread):
+    import torch
+
+    p = [torch.zeros(2, requires_grad=True)]
+    opt = training.make_torch_optimizer(RunConfig(optimizer="AdamW", weight_decay=0.0), p, "cpu")
+    assert opt.param_groups[0]["weight_decay"] == 0.0
+    assert training.make_torch_optimizer(RunConfig(optimizer="AdamW"), p, "cpu").param_groups[0]["weight_decay"] \
+        == 0.01
+
+
+# --------------------------------------------------------------------------- the recorded rows
+def test_a_run_records_one_row_per_epoch_and_layer():
+    config, data = RunConfig(**TINY, backend="manual"), fake_mnist()
+    result = train(config, data, "cpu")
+    run = result.run
+    assert [row["epoch"] for row in result.epochs] == [1, 2, 3]
+    assert [(row["epoch"], row["layer"]) for row in result.layers] == [(e, l) for e in range(4) for l in range(2)]
+    assert {row["key"] for row in result.epochs + result.layers} == {config.key()} and run["key"] == config.key()
+    assert run["status"] == "ok" and run["epochs_done"] == 3 and run["layer_sizes"] == "784-8-10"
+    assert run["final_train_loss"] == result.epochs[-1]["train_loss"]
+    assert run["final_val_acc"] == result.epochs[-1]["val_acc"]
+    assert run["train_time_s"] == pytest.approx(sum(row["epoch_time_s"] for row in result.epochs))
+    assert 0 <= run["test_acc"] <= 1 and run["device"] == "cpu"
+    assert [row["lr"] for row in result.epochs] == [0.1] * 3  # no schedule: the lr in force during each epoch
+
+
+def test_the_lr_column_is_the_rate_in_force_during_the_epoch():
+    config = RunConfig(**{**TINY, "schedule": "StepLR", "step_size": 1, "gamma": 0.5}, backend="manual")
+    assert [row["lr"] for row in train(config, fake_mnist(), "cpu").epochs] == [0.1, 0.05, 0.025]
+
+
+def test_a_diverged_epoch_ends_the_run_with_nan_metrics():
+    record = training.RunRecorder(RunConfig(), initial_loss=2.0)  # divergence bound 200: epoch 1 is ok
+    record.epoch(1, 0.5, 0.1, 2.0, (0.4, 0.9))
+    record.epoch(2, math.inf, 0.1, 3.0)
+    result = record.finish((math.nan, math.nan), "cpu", 0.0)
+    assert result.run["status"] == "diverged" and result.run["epochs_done"] == 2
+    assert result.run["train_time_s"] == 5.0 and math.isnan(result.run["final_val_loss"])
+    assert result.epochs[1]["train_loss"] == math.inf and math.isnan(result.epochs[1]["val_acc"])
+
+
+def test_run_columns_flatten_the_config():
+    row = run_columns(RunConfig(layer_sizes=(784, 32, 16, 10), weight_decay=0.0))
+    assert row["layer_sizes"] == "784-32-16-10" and row["weight_decay"] == 0.0
+    assert set(row) == {f.name for f in dataclasses.fields(RunConfig)}
