@@ -106,7 +106,7 @@ PLANTED = [
     ("He initialisation with fan-out", "manual/init.py", "np.sqrt(2.0 / fan_in)", "np.sqrt(2.0 / fan_out)"),
     ("run key ignores weight_decay", "experiments/runs/training.py", "if getattr(self, f.name) != f.default}",
      "if getattr(self, f.name) != f.default and f.name != 'weight_decay'}"),
-    ("output layer counted in the hidden means", "experiments/report/__init__.py",
+    ("output layer counted in the hidden means", "experiments/report/study.py",
      'layers["layer"] < layers.groupby("key")', 'layers["layer"] <= layers.groupby("key")'),
     ("saturated: any over the probe images", "experiments/runs/training.py",
      "np.mean(act.saturated(activation))", "np.mean(np.any(act.saturated(activation), axis=0))"),
