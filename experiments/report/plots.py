@@ -71,9 +71,30 @@ def band(ax, table: pd.DataFrame, study: Study, group: str, arm: str, transform=
     return float(np.nanmax(mean)) if np.isfinite(mean).any() else math.nan
 
 
+MAX_COLUMNS = 9  # more groups than this wrap onto further rows (the depth study's 27 groups: 3 rows of 9)
+
+
+class WrappedAxes:
+    """``axes[row, col]`` of a figure whose ``n_cols`` logical columns (one per group) wrap after
+    ``MAX_COLUMNS``: logical row r becomes a block of rows, and the unused places are hidden."""
+
+    def __init__(self, axes, n_rows: int, n_cols: int, cols: int):
+        self.axes, self.cols, self.blocks = axes, cols, -(-n_cols // cols)
+        for r in range(n_rows):
+            for c in range(n_cols, self.blocks * cols):
+                self[r, c].set_visible(False)
+
+    def __getitem__(self, index):
+        row, col = index
+        return self.axes[row * self.blocks + col // self.cols, col % self.cols]
+
+
 def grid_figure(n_rows: int, n_cols: int, width: float = 6.0, height: float = 3.8):
-    fig = Figure(figsize=(width * n_cols + 1.8, height * n_rows), layout="constrained")
-    return fig, fig.subplots(n_rows, n_cols, squeeze=False)
+    """A figure of ``n_rows`` × ``n_cols`` panels (a column per group), wrapped after ``MAX_COLUMNS``."""
+    cols = min(n_cols, MAX_COLUMNS)
+    blocks = -(-n_cols // cols)
+    fig = Figure(figsize=(width * cols + 1.8, height * n_rows * blocks), layout="constrained")
+    return fig, WrappedAxes(fig.subplots(n_rows * blocks, cols, squeeze=False), n_rows, n_cols, cols)
 
 
 def save(fig: Figure, study: Study, name: str, legend_ax=None) -> str:
