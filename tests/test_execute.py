@@ -156,7 +156,10 @@ def test_ctrl_c_stops_the_pool_keeps_finished_runs_and_says_how_to_resume(tmp_pa
             "--epochs", "1", "--seeds", "1", "--activations", "relu", "tanh", "sigmoid", "--lrs", "0.01", "0.03",
             "0.1", "--device", "cpu", "--workers", "2", "--no-stack"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back at its default in the child: a shell without job control starts background jobs (a CI
+    # script, nohup) with SIGINT ignored, and the child would inherit that
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None and recorded(tmp_path) < 1:
         time.sleep(0.1)
