@@ -226,6 +226,18 @@ def check_planted() -> list[tuple[str, str, list[str]]]:
     """Plant each bug of ``PLANTED`` in the working tree, run the torch-free fact tests, restore the file."""
     facts = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_facts_*.py"))
     results = []
+
+    def interrupted(*_):  # a SIGTERM (a killed run) unwinds through ``finally`` too: no bug left planted
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
+    try:
+        return plant_each(facts, results)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def plant_each(facts: list[str], results: list) -> list[tuple[str, str, list[str]]]:
     for what, path, old, new in PLANTED:
         file = ROOT / path
         text = file.read_text()
