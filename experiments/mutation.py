@@ -48,7 +48,7 @@ EXIT_STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no t
                37: "caught by type check", None: "not checked"}
 
 # Mutants that cannot change any result, each with the reason: (mutant-name glob, text of the mutated line, why).
-# Matched against the mutant's name and the "+" line of its diff, so the integrator's rerun on changed code
+# Matched against the mutant's name and the "+" line of its diff, so a rerun on changed code
 # finds them again even when mutmut numbers them differently.
 EQUIVALENT = [
     ("manual.optim.xǁRMSpropǁupdate__mutmut_*", "if self.momentum >= 0:",
