@@ -23,3 +23,21 @@ def clean_registries():
     for registry, before in zip((activations.ACTIVATIONS, losses.LOSSES, plugins._LOADED), saved):
         registry.clear()
         registry.update(before)
+
+
+def count_landed_runs(folder) -> int:
+    """Runs in ``folder``'s study database so far, read without opening it as a Store (which would write)."""
+    import sqlite3
+    from pathlib import Path
+
+    try:
+        with sqlite3.connect(Path(folder) / "study.db", timeout=5) as con:
+            return con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.OperationalError:  # no database or no run yet
+        return 0
+
+
+@pytest.fixture
+def landed_runs():
+    """``landed_runs(folder)``: how many runs a study running in another process has recorded so far."""
+    return count_landed_runs

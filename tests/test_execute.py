@@ -131,17 +131,6 @@ def test_a_killed_worker_process_fails_its_runs_which_are_tried_once_more(tmp_pa
     assert len(recorded) == 3 and (recorded["status"] == "ok").all()
 
 
-def recorded(folder: Path) -> int:
-    """Runs in ``folder``'s database so far (read without opening it as a Store)."""
-    import sqlite3
-
-    try:
-        with sqlite3.connect(folder / "study.db", timeout=5) as con:
-            return con.execute("SELECT count(*) FROM runs").fetchone()[0]
-    except sqlite3.OperationalError:  # no database or no run yet
-        return 0
-
-
 def descendants(pid: int) -> list[int]:
     """The processes under ``pid`` (its pool's workers come from a fork server it started)."""
     try:
@@ -151,7 +140,7 @@ def descendants(pid: int) -> list[int]:
     return children + [d for child in children for d in descendants(child)]
 
 
-def test_ctrl_c_stops_the_pool_keeps_finished_runs_and_says_how_to_resume(tmp_path):
+def test_ctrl_c_stops_the_pool_keeps_finished_runs_and_says_how_to_resume(tmp_path, landed_runs):
     args = [sys.executable, "-m", "experiments", "activations", "--out", str(tmp_path), "--train-subset", "500",
             "--epochs", "1", "--seeds", "1", "--activations", "relu", "tanh", "sigmoid", "--lrs", "0.01", "0.03",
             "0.1", "--device", "cpu", "--workers", "2", "--no-stack"]
@@ -161,7 +150,7 @@ def test_ctrl_c_stops_the_pool_keeps_finished_runs_and_says_how_to_resume(tmp_pa
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and recorded(tmp_path) < 1:
+    while time.monotonic() < deadline and proc.poll() is None and landed_runs(tmp_path) < 1:
         time.sleep(0.1)
     workers = descendants(proc.pid)
     assert len(workers) >= 2

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -200,22 +199,14 @@ def test_two_studies_into_one_folder_at_once_both_land_their_runs(tmp_path):
     assert len(tables.epochs) == 6 and (tables.runs["status"] == "ok").all()
 
 
-def finished(folder: Path) -> int:
-    try:
-        with sqlite3.connect(folder / "study.db", timeout=5) as con:
-            return con.execute("SELECT count(*) FROM runs").fetchone()[0]
-    except sqlite3.OperationalError:  # no database or no run yet
-        return 0
-
-
-def test_after_kill_9_the_study_resumes_without_cleanup_or_redoing_runs(tmp_path):
+def test_after_kill_9_the_study_resumes_without_cleanup_or_redoing_runs(tmp_path, landed_runs):
     proc = start(tmp_path, "relu", 6)
     deadline = time.monotonic() + 90
-    while finished(tmp_path) < 1 and proc.poll() is None and time.monotonic() < deadline:
+    while landed_runs(tmp_path) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = finished(tmp_path)
+    done = landed_runs(tmp_path)
     assert 1 <= done < 6, "the process was killed mid-study"
     kept = results_store.load(tmp_path).runs.set_index("key")["wall_time_s"]
     # the same study again, in this process: nothing to clean up, only the missing runs are trained
