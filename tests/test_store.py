@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -161,6 +162,34 @@ def test_a_run_with_incomplete_rows_counts_as_not_finished(tmp_path):
     store = Store(folder)  # resuming imports the folder into a database: cccc will be trained again
     assert store.has("aaaa") and not store.has("cccc")
     assert (folder / "study.db").exists() and list(pd.read_csv(folder / "runs.csv")["key"]) == ["aaaa", "bbbb"]
+
+
+
+def test_opening_waits_out_a_lock_sqlite_reports_at_once(tmp_path, monkeypatch):
+    """Two processes opening one new study.db race on the switch to WAL: SQLite then says "locked" at once."""
+    connect, calls = results_store.Database.connect, []
+
+    def racing(self):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        return connect(self)
+
+    monkeypatch.setattr(results_store.Database, "connect", racing)
+    store = filled(tmp_path, keys=("aaaa",))
+    assert len(calls) == 3 and store.has("aaaa")
+
+
+def test_a_lock_that_outlasts_the_timeout_is_named(tmp_path, monkeypatch):
+    def locked(self):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(results_store.Database, "connect", locked)
+    monkeypatch.setattr(results_store, "BUSY_TIMEOUT_S", 0.2)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="stayed locked by another process"):
+        Store(tmp_path)
+    assert 0.2 <= time.monotonic() - started < 5
 
 
 # --------------------------------------------------------------------------- real processes

@@ -33,7 +33,9 @@ import csv
 import json
 import math
 import os
+import random
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,17 +174,36 @@ class Database:
 
     def __init__(self, path: Path):
         self.path = path
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self.con = self.connect()
+                return
+            except sqlite3.OperationalError as e:
+                # Opening races another process's open or close (switching to WAL, recovering or removing the
+                # WAL file): SQLite answers "locked" at once there, without its busy handler, so wait here.
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise self.damaged(e) from None
+                time.sleep(random.uniform(0.01, 0.1))
+            except sqlite3.DatabaseError as e:
+                raise self.damaged(e) from None
+
+    def connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                              detect_types=sqlite3.PARSE_DECLTYPES)
         try:
-            self.con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                       detect_types=sqlite3.PARSE_DECLTYPES)
-            self.con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-            self.con.execute("PRAGMA journal_mode = WAL")
-            self.con.execute("PRAGMA synchronous = NORMAL")  # WAL: a committed run survives a killed process
-            with self.transaction():  # the run tables are created by their first insert, columns in its order
-                self.con.execute('CREATE TABLE IF NOT EXISTS "exports" ("name" TEXT PRIMARY KEY, "size" INTEGER, '
-                                 '"mtime_ns" INTEGER)')
-        except sqlite3.DatabaseError as e:
-            raise self.damaged(e) from None
+            con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                con.execute("PRAGMA journal_mode = WAL")
+            con.execute("PRAGMA synchronous = NORMAL")  # WAL: a committed run survives a killed process
+            con.execute("BEGIN IMMEDIATE")  # the run tables are created by their first insert, columns in its order
+            con.execute('CREATE TABLE IF NOT EXISTS "exports" ("name" TEXT PRIMARY KEY, "size" INTEGER, '
+                        '"mtime_ns" INTEGER)')
+            con.execute("COMMIT")
+            return con
+        except BaseException:
+            con.close()
+            raise
 
     def damaged(self, e: Exception) -> StoreError:
         if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
