@@ -19,8 +19,7 @@ import pandas as pd
 from experiments.cli import positive_float, positive_int, training_images
 from experiments.files import check_output_folder
 from experiments.data import DEFAULT_ROOT, N_TRAIN, load_mnist
-from experiments.execute import add_executor_options, options_from_args
-from experiments.runs.training import resolve_device
+from experiments.execute import add_executor_options, default_workers, options_from_args, start_pool_server
 from experiments.spec import EXAMPLE, load_spec
 
 BUILTIN = ("activations", "optimizers", "backends")  # the built-in specs that have a command of their own
@@ -73,18 +72,23 @@ def overrides(args) -> list[str]:
 
 
 def run(args) -> int:
-    from experiments.plan import run_study
-    from experiments.plan.estimate import describe, estimate
-    from experiments.store import Store, load
-
     spec_path = builtin_spec(args.command) if args.command != "study" else Path(args.spec)
     spec = load_spec(spec_path, overrides(args), quick=args.quick)
     folder = Path(args.out or default_folder(spec.name, args.quick))
     if args.dry_run:  # reads the study's folder (if any), writes nothing
+        from experiments.plan.estimate import describe, estimate
+        from experiments.store import load
+
         device = use_device(args)  # torch's threads as the runs will have them
         runs = load(folder).runs if folder.is_dir() else pd.DataFrame()
         print(describe(spec, estimate(spec, runs, options_from_args(args, device).workers)))
         return 0
+    # first: the pool's fork server boots (importing torch, ~2.5 s) while this process imports it too and
+    # loads MNIST, so that the workers are ready when the first runs are
+    start_pool_server(args.executor, args.workers or default_workers())
+    from experiments.plan import run_study
+    from experiments.store import Store
+
     store = Store(check_output_folder(folder))
     device = use_device(args)
     options = options_from_args(args, device, spec.plugins)
@@ -109,6 +113,8 @@ def finish_study(store) -> int:
 def use_device(args) -> str:
     """The device ``--device`` names (auto: CUDA when present), with torch's CPU threads set to ``--threads``."""
     import torch
+
+    from experiments.runs.training import resolve_device
 
     torch.set_num_threads(args.threads)
     return resolve_device(args.device)

@@ -38,8 +38,9 @@ from pathlib import Path
 
 from experiments.data import N_TRAIN
 from experiments.errors import UserError
-from experiments.runs import stacked, training
-from experiments.runs.training import RunConfig, RunResult
+
+# experiments.runs (torch) is imported where a run is planned or trained, not here: a study command starts
+# its pool's fork server (``start_pool_server``) before this process spends seconds importing torch
 
 EXECUTORS = ("local", "ray")
 GPU_SHARE = 0.25  # the fraction of a GPU a Ray task asks for on CUDA: four small models share one GPU
@@ -118,6 +119,8 @@ def plan_tasks(pending: list[RunConfig], options: ExecOptions) -> list[Task]:
     differ from it only in seed and lr) — alone in a stack of one if it is the only one, e.g. when resuming.
     A group is cut into stacks of at most ``MAX_STACK``, and into as many as there are workers as long as
     each keeps two runs or more. Which runs share a stack does not change any run's numbers."""
+    from experiments.runs import stacked
+
     slots, groups = [], {}
     for config in pending:
         if options.stack and stacked.should_stack(config, options.device):
@@ -139,6 +142,8 @@ def plan_tasks(pending: list[RunConfig], options: ExecOptions) -> list[Task]:
 
 def run_task(task: Task, data, device: str) -> list[RunResult]:
     """Train one task; an exception becomes a ``failed`` result for each of its runs."""
+    from experiments.runs import stacked, training
+
     try:
         if task.stacked:
             results = stacked.train_stacked(list(task.configs), data, device)
@@ -153,9 +158,11 @@ def run_task(task: Task, data, device: str) -> list[RunResult]:
 
 def failed(task: Task, error, device: str) -> list[RunResult]:
     """``failed`` results of the task's runs: a runs row each (no epoch or layer rows) with the error's message."""
+    from experiments.runs import training
+
     message = error if isinstance(error, str) else f"{type(error).__name__}: {' '.join(str(error).split())}"
     nan = math.nan
-    return [RunResult(run={
+    return [training.RunResult(run={
         "key": c.key(), **training.run_columns(c), "status": "failed", "epochs_done": 0, "final_train_loss": nan,
         "final_val_loss": nan, "final_val_acc": nan, "test_loss": nan, "test_acc": nan, "device": device,
         "train_time_s": nan, "wall_time_s": nan, "message": message[:1000], "stacked": task.stacked,
@@ -271,8 +278,21 @@ def pool_context():
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    # torch.optim imports torch._dynamo (~1 s) when the first optimizer is made: imported once here, not in
+    # every worker of every pool a study starts
+    context.set_forkserver_preload([__name__, "torch._dynamo"])
     return context
+
+
+def start_pool_server(executor: str, workers: int) -> None:
+    """Start the process pool's fork server now, if the study will use one: it spends ~2 s importing torch in
+    the background while the caller goes on (loading MNIST), instead of when the first run is sent out."""
+    if executor == "local" and workers > 1:
+        context = pool_context()
+        if context.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
 
 
 def stop_pool(pool) -> None:
