@@ -60,6 +60,14 @@ def activation_backward(dout, cache) -> dict:
 
 
 # ----------------------------------------------------------------------------- batch normalisation
+def check_training_batch(batch: int) -> None:
+    """Training-mode batch normalisation needs two rows or more (``torch_ref`` raises this same error)."""
+    if batch < 2:
+        raise ValueError(f"batch normalisation in training mode needs at least 2 rows per batch, got {batch} "
+                         "(the variance of one value is 0; PyTorch refuses it too): use a larger batch, or "
+                         "eval mode for single rows")
+
+
 def batchnorm_forward(x, gamma, beta, *, training: bool = True, running_mean=None, running_var=None,
                       num_batches_tracked=None, momentum: float = BN_MOMENTUM, eps: float = BN_EPS):
     """Batch normalisation (Ioffe & Szegedy 2015), as ``nn.BatchNorm1d``.  x: (B, m), gamma, beta: (m,).
@@ -80,10 +88,7 @@ def batchnorm_forward(x, gamma, beta, *, training: bool = True, running_mean=Non
     """
     if training:
         batch = x.shape[0]
-        if batch < 2:
-            raise ValueError(f"batch normalisation in training mode needs at least 2 rows per batch, got {batch} "
-                             "(the variance of one value is 0; PyTorch refuses it too): use a larger batch, or "
-                             "eval mode for single rows")
+        check_training_batch(batch)
         mean = x.mean(axis=0)
         centred = x - mean
         var = (centred * centred).mean(axis=0)  # biased: divided by B

@@ -149,8 +149,12 @@ def validate_loss(loss: Loss) -> None:
             value, dz = loss.fn(z, y, output, None)
         except Exception as err:  # the user's code: any exception is theirs to see
             raise ValueError(f"loss {loss.name!r}: fn(z, y, output) raised {type(err).__name__}: {err}") from err
-    if not np.isfinite(value) or np.ndim(value) != 0:
+    if np.ndim(value) != 0 or not np.isfinite(value):
         raise ValueError(f"loss {loss.name!r}: fn must return a finite scalar loss first, got {value!r}")
-    if np.shape(dz) != z.shape or not np.all(np.isfinite(dz)):
-        raise ValueError(f"loss {loss.name!r}: fn's gradient dz must be finite, of z's shape {z.shape}; got shape "
+    if np.shape(dz) != z.shape:
+        raise ValueError(f"loss {loss.name!r}: fn's gradient dz must have z's shape {z.shape}, got shape "
                          f"{np.shape(dz)}")
+    bad = ~np.isfinite(dz)
+    if bad.any():
+        raise ValueError(f"loss {loss.name!r}: fn's gradient dz is {dz[bad][0]} at index "
+                         f"{tuple(int(i) for i in np.argwhere(bad)[0])}; it must be finite")

@@ -318,16 +318,33 @@ def test_float32_batch_norm_network_stays_float32():
 
 
 # ------------------------------------------------------------------------------ f. errors
-def test_a_batch_of_one_in_training_mode_is_a_clear_error_on_both_sides():
+ONE_ROW = ("batch normalisation in training mode needs at least 2 rows per batch, got 1 (the variance of one "
+           "value is 0; PyTorch refuses it too): use a larger batch, or eval mode for single rows")
+
+
+def test_a_batch_of_one_in_training_mode_is_the_same_clear_error_on_both_sides():
     net = bn_net([4, 5, 3])
     X, y = random_batch(net, 1, seed=12)
-    with pytest.raises(ValueError, match="batch normalisation in training mode needs at least 2 rows per batch, "
-                                         "got 1"):
-        net.loss_and_grads(X, y)
-    with pytest.raises(ValueError):  # PyTorch's own: "Expected more than 1 value per channel when training"
-        torch_twin(net).loss(torch.from_numpy(X), torch.from_numpy(y))
-    net.eval()
+    twin = torch_twin(net)
+    for attempt in (lambda: net.loss_and_grads(X, y), lambda: twin.loss(torch.from_numpy(X), torch.from_numpy(y)),
+                    lambda: twin.pre_activations(torch.from_numpy(X))):
+        with pytest.raises(ValueError) as error:
+            attempt()
+        assert str(error.value) == ONE_ROW  # the whole message (torch's own would be "Expected more than 1 value ...")
+    net.eval(), twin.eval()
     assert np.isfinite(net.loss(X, y))
+    assert twin.loss(torch.from_numpy(X), torch.from_numpy(y)).item() == pytest.approx(net.loss(X, y), rel=1e-12)
+
+
+@pytest.mark.parametrize("running", ["running_mean", "running_var", "both"])
+def test_eval_mode_without_running_estimates_is_a_clear_error(running):
+    x, gamma, beta = np.ones((3, 2)), np.ones(2), np.zeros(2)
+    given = {"running_mean": np.zeros(2), "running_var": np.ones(2)}
+    for name in (("running_mean", "running_var") if running == "both" else (running,)):
+        del given[name]
+    with pytest.raises(ValueError) as error:
+        manual.layers.batchnorm_forward(x, gamma, beta, training=False, **given)
+    assert str(error.value) == "batch normalisation in eval mode needs running_mean and running_var"
 
 
 @pytest.mark.parametrize("X, y, message", [

@@ -73,6 +73,7 @@ def test_tasks_stack_seed_and_lr_siblings_whatever_the_workers():
 
 
 # --------------------------------------------------------------------------- one result on every executor
+@pytest.mark.processes  # real processes started, interrupted or killed: not run by mutation testing
 def test_sequential_and_a_pool_of_two_give_identical_results(tmp_path, data):
     seq, pool = tmp_path / "sequential", tmp_path / "pool"
     assert train_pending(STUDY, data, results_store.Store(seq), ExecOptions(progress=False)) == 6
@@ -83,6 +84,7 @@ def test_sequential_and_a_pool_of_two_give_identical_results(tmp_path, data):
     assert (runs["status"] == "ok").all() and runs["message"].isna().all()
 
 
+@pytest.mark.processes  # real processes started, interrupted or killed: not run by mutation testing
 def test_a_worker_exception_is_the_runs_recorded_failure(tmp_path, data, monkeypatch):
     from manual.activations import ACTIVATIONS
 
@@ -99,6 +101,7 @@ def test_a_worker_exception_is_the_runs_recorded_failure(tmp_path, data, monkeyp
     assert execute.pending_configs([bad, STUDY[4]], store) == [bad]
 
 
+@pytest.mark.processes  # real processes started, interrupted or killed: not run by mutation testing
 def test_a_killed_worker_process_fails_its_runs_which_are_tried_once_more(tmp_path, data, monkeypatch):
     killed = []
 
@@ -141,6 +144,7 @@ def descendants(pid: int) -> list[int]:
     return children + [d for child in children for d in descendants(child)]
 
 
+@pytest.mark.processes  # real processes started, interrupted or killed: not run by mutation testing
 def test_ctrl_c_stops_the_pool_keeps_finished_runs_and_says_how_to_resume(tmp_path, landed_runs):
     args = [sys.executable, "-m", "experiments", "activations", "--out", str(tmp_path), "--train-subset", "500",
             "--epochs", "1", "--seeds", "1", "--activations", "relu", "tanh", "sigmoid", "--lrs", "0.01", "0.03",
@@ -192,6 +196,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.processes  # real processes started, interrupted or killed: not run by mutation testing
 def test_ray_gives_the_sequential_results_and_resumes_a_study_started_elsewhere(tmp_path, data, local_ray):
     @local_ray.remote(num_cpus=1)
     def where():

@@ -243,3 +243,27 @@ def test_run_columns_flatten_the_config():
     row = run_columns(RunConfig(layer_sizes=(784, 32, 16, 10), weight_decay=0.0))
     assert row["layer_sizes"] == "784-32-16-10" and row["weight_decay"] == 0.0
     assert set(row) == {f.name for f in dataclasses.fields(RunConfig)}
+
+
+@pytest.mark.parametrize("given, plain", [
+    (dict(lr=1), dict(lr=1.0)),
+    (dict(optimizer="SGD", momentum=1), dict(optimizer="SGD", momentum=1.0)),
+    (dict(seed=np.int64(3), epochs=np.int32(2), batch_size=np.int64(64)), dict(seed=3, epochs=2, batch_size=64)),
+    (dict(lr=np.float32(0.5), gamma=np.float64(0.25)), dict(lr=float(np.float32(0.5)), gamma=0.25)),
+    (dict(weight_decay=0, clip_grad_norm=2), dict(weight_decay=0.0, clip_grad_norm=2.0)),
+    (dict(train_subset=np.int64(1000)), dict(train_subset=1000)),
+])
+def test_numbers_of_any_type_are_one_run_with_one_key(given, plain):
+    config = RunConfig(**given)
+    assert config.key() == RunConfig(**plain).key()
+    assert config == RunConfig(**plain)
+    for name, value in given.items():
+        if not isinstance(value, str):
+            assert type(getattr(config, name)) in (int, float), name  # plain Python numbers, whatever came in
+
+
+@pytest.mark.parametrize("name", ["lr", "momentum", "gamma", "weight_decay"])
+def test_a_number_field_given_a_string_or_a_bool_is_refused_by_name(name):
+    for value in ("0.1", True):
+        with pytest.raises(ValueError, match=f"^{name} must be a number: "):
+            RunConfig(optimizer="SGD", **{name: value})

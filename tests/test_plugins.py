@@ -159,6 +159,33 @@ def test_a_loss_plugin_works_in_both_networks():
         torch_ref.MLP([5, 4, 3], loss="hinge_numpy")
 
 
+def broken_hinge(break_it):
+    """squared_hinge with one thing wrong, as ``break_it(value, dz)`` returns it."""
+    def fn(z, y, output, a=None):
+        return LossResult(*break_it(*squared_hinge(z, y, output, a)))
+    return fn
+
+
+def nan_at_1_2(value, dz):
+    dz = dz.copy()
+    dz[1, 2] = np.nan
+    return value, dz
+
+
+@pytest.mark.parametrize("break_it, message", [
+    (lambda value, dz: (np.inf, dz), "loss 'bad': fn must return a finite scalar loss first, got inf"),
+    (lambda value, dz: (np.ones(2), dz), "loss 'bad': fn must return a finite scalar loss first, got array([1., 1.])"),
+    (lambda value, dz: (value, dz[:, :2]), "loss 'bad': fn's gradient dz must have z's shape (3, 4), got shape (3, 2)"),
+    (lambda value, dz: (value, dz.T), "loss 'bad': fn's gradient dz must have z's shape (3, 4), got shape (4, 3)"),
+    (nan_at_1_2, "loss 'bad': fn's gradient dz is nan at index (1, 2); it must be finite"),
+])
+def test_a_broken_loss_plugin_is_refused_saying_what_is_wrong(break_it, message):
+    with pytest.raises(ValueError) as error:
+        register_loss(Loss("bad", broken_hinge(break_it)))
+    assert str(error.value) == message
+    assert "bad" not in LOSSES
+
+
 # ------------------------------------------------------------------ the commands
 def test_gradcheck_of_a_plugin_checks_the_function_and_its_networks(tmp_path, capsys):
     argv = ["gradcheck", "--plugin", MISH, "--activations", "mish", "--depths", "1", "2", "--out", str(tmp_path)]

@@ -217,6 +217,7 @@ def start(folder: Path, activation: str, n: int) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.processes  # real processes started, interrupted or killed: not run by mutation testing
 def test_two_studies_into_one_folder_at_once_both_land_their_runs(tmp_path):
     procs = [start(tmp_path, activation, 3) for activation in ("relu", "tanh")]
     for p in procs:
@@ -228,6 +229,7 @@ def test_two_studies_into_one_folder_at_once_both_land_their_runs(tmp_path):
     assert len(tables.epochs) == 6 and (tables.runs["status"] == "ok").all()
 
 
+@pytest.mark.processes  # real processes started, interrupted or killed: not run by mutation testing
 def test_after_kill_9_the_study_resumes_without_cleanup_or_redoing_runs(tmp_path, landed_runs):
     proc = start(tmp_path, "relu", 6)
     deadline = time.monotonic() + 90

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from manual.init import init_params
+from manual.layers import check_training_batch
 from manual.activations import get_activation
 from manual.losses import BUILTIN_LOSSES, DEFAULT_OUTPUT_ACTIVATION, get_loss
 from manual.network import check_inputs, check_labels, check_layer_sizes, check_state_dict
@@ -113,7 +114,11 @@ class MLP(nn.Module):
     def _hidden(self, l: int, X: torch.Tensor) -> torch.Tensor:
         """What hidden layer l's activation is applied to: z_l, or BN(z_l) with batch norm."""
         z = self.layers[l](X)
-        return self.norms[l](z) if self.norms is not None else z
+        if self.norms is None:
+            return z
+        if self.training:
+            check_training_batch(len(z))  # manual's message, not torch's "Expected more than 1 value per channel"
+        return self.norms[l](z)
 
     def pre_activations(self, X: torch.Tensor) -> list[torch.Tensor]:
         """What each layer's activation is applied to (z_l, or BN(z_l)), for the diagnostics (dead and saturated units)."""

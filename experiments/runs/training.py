@@ -35,6 +35,8 @@ from experiments.data import MNIST, N_TRAIN
 
 PROBE_SIZE = 1000  # validation images used for the per-layer diagnostics
 SCHEDULES = ("none", "StepLR", "CosineAnnealingLR")
+FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "gamma", "clip_grad_norm", "clip_grad_value")
+INT_FIELDS = ("step_size", "batch_size", "epochs", "seed", "train_subset")
 KEY_SCHEMA = 1  # bumped only when the meaning of a RunConfig field changes (see RunConfig.key)
 FUSED_ON_CPU = ("Adam", "AdamW")  # stepped by their fused kernel on the CPU (see make_torch_optimizer)
 
@@ -94,6 +96,7 @@ class RunConfig:
                 raise ValueError(f"{name} must be a positive finite number or None (no clipping), got {value!r}")
         if self.clip_grad_norm is not None and self.clip_grad_value is not None:
             raise ValueError("clip_grad_norm and clip_grad_value are alternatives: set one of them")
+        self.use_plain_numbers()
         if not isinstance(self.batch_norm, bool):
             raise ValueError(f"batch_norm must be true or false, got {self.batch_norm!r}")
         if self.batch_norm:
@@ -109,6 +112,8 @@ class RunConfig:
             value = getattr(self, name)
             if integer and not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)):
                 raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+            if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+                raise ValueError(f"{name} must be a number: {allowed}, got {value!r}")
             if not (math.isfinite(value) and ok(value)):
                 raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
@@ -123,6 +128,14 @@ class RunConfig:
         if self.train_subset is not None:
             check("train_subset", lambda v: 1 <= v <= N_TRAIN, f"between 1 and {N_TRAIN:,} (or None: all)",
                   integer=True)
+
+    def use_plain_numbers(self) -> None:
+        """Numbers as plain Python floats and ints, so that lr=1 and lr=1.0, or seed=np.int64(3) and seed=3, are
+        one run with one key (and json can hash them)."""
+        for names, kind in ((FLOAT_FIELDS, float), (INT_FIELDS, int)):
+            for name in names:
+                if getattr(self, name) is not None:
+                    object.__setattr__(self, name, kind(getattr(self, name)))
 
     def key(self) -> str:
         """A short stable hash of the config: the run's identity for resuming studies.
