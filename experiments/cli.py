@@ -11,7 +11,7 @@ loaded before the command line is parsed, so their names are valid choices.
 print-and-return on a mistake; they raise, and ``main`` turns the exception into one
 line on stderr and an exit code:
 
-- a usage error found by argparse (unknown option, bad number): its usage line, exit 2;
+- a usage error found by argparse (unknown option, bad number): ``error: <message> (see ... --help)``, exit 2;
 - ``UserError`` (and its subclasses: ``DataError``, ``OutputError``, ``PluginError``, ...) or a ``ValueError`` from the
   library (a bad value rejected where it entered): ``error: <message>``, exit 2;
 - ``OSError`` (a disk that fills up, a file that vanishes): ``error: <file>: <reason>``, exit 1;
@@ -28,6 +28,7 @@ import math
 import sys
 import traceback
 
+from experiments.data import N_TRAIN
 from experiments.errors import UserError
 from experiments.plugins import add_plugin_option, load_plugins, plugins_in_argv
 
@@ -48,38 +49,32 @@ USAGE_ERROR, FAILURE, INTERRUPTED = 2, 1, 130
 DEBUG_HELP = "on an error, print the full traceback too (for reporting a bug)"
 
 
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: an integer ≥ 1, or a usage error that says so."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+class Parser(argparse.ArgumentParser):
+    """``argparse``'s parser, with a usage error on one line that points at ``--help`` (instead of the usage
+    block, which for a command with thirty options is twenty lines above the one that matters)."""
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
 
 
-def non_negative_int(text: str) -> int:
-    """An ``argparse`` type: an integer ≥ 0 (a seed), or a usage error that says so."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text}")
-    return value
+def number_type(convert, ok, allowed: str):
+    """An ``argparse`` type: ``convert(text)`` when ``ok`` of it, else a usage error saying what is ``allowed``."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text}")
+        return value
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """An ``argparse`` type: a finite number > 0 (not nan, not inf), or a usage error that says so."""
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def training_images(text: str) -> int:
-    """An ``argparse`` type for ``--train-subset``: how many of the 50,000 training images, 1 to 50,000."""
-    from experiments.data import N_TRAIN
-
-    value = int(text)
-    if not 1 <= value <= N_TRAIN:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {N_TRAIN:,} (the training split), got {text}")
-    return value
+positive_int = number_type(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = number_type(int, lambda v: v >= 0, "an integer ≥ 0")  # a seed
+positive_float = number_type(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0")  # not nan, not inf
+# --train-subset: how many of the training images
+training_images = number_type(int, lambda v: 1 <= v <= N_TRAIN, f"between 1 and {N_TRAIN:,} (the training split)")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -88,7 +83,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     Building only the command that was asked for spares importing torch for the other commands'
     options: a mistake on the command line is answered in well under a second.
     """
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m experiments",
         description="The backpropagation reference suite: verify hand-written gradients against autograd "
                     "and run MNIST ablations of activations and optimizers.",
@@ -101,6 +96,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for command in sub.choices.values():  # options every command takes, declared in one place
         add_plugin_option(command)
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    parser.commands = sub.choices  # name → the command's own parser
     return parser
 
 
@@ -147,12 +143,15 @@ def main(argv=None) -> int:
     try:
         try:
             load_plugins(plugins_in_argv(argv))  # first: a plug-in's names are then valid choices
-            args = build_parser(command_name(argv)).parse_args(argv)
+            parser = build_parser(command_name(argv))
+            args, unknown = parser.parse_known_args(argv)
+            if unknown:  # said by the command's own parser, so that the hint names its --help
+                parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
             load_plugins(args.plugins)  # a no-op unless --plugin was abbreviated
         except Exception as err:  # noqa: BLE001 — a plug-in that fails to load, reported like any error
             return report_error(err, "--debug" in argv)
         return run_command(args)
-    except KeyboardInterrupt:
-        print("interrupted: finished runs are saved; rerun the same command to resume (it skips them)",
-              file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        kept = str(interrupt) or "finished runs are saved"  # a study says how many (errors.Interrupted)
+        print(f"interrupted: {kept}; rerun the same command to resume (it skips them)", file=sys.stderr)
         return INTERRUPTED

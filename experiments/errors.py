@@ -15,3 +15,7 @@ class UserError(Exception):
 
 class OutputError(UserError):
     """An output location the suite cannot write (checked before any work starts)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a study, with what was kept: ``str()`` says how many runs finished and where they are."""

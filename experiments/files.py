@@ -89,6 +89,8 @@ def check_output_folder(folder: Path | str, option: str = "--out") -> Path:
     folders this created are removed again, so the check leaves the file system as it found it.
     ``option`` names where the folder came from in the message (``--out``, ``--results``).
     """
+    if not str(folder).strip():  # Path("") is the current folder: never what an empty --out meant
+        raise OutputError(f"{option} is empty; give a folder (it is created if missing)")
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"{option} {folder} is an existing file, not a folder; give a folder (it is created "

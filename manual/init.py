@@ -38,6 +38,8 @@ def init_params(layer_sizes, init: str = "normal", seed: int = 0, dtype=np.float
     """All parameters of an MLP as a dict ``layers.{i}.weight`` / ``layers.{i}.bias`` → array."""
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; valid inits: {', '.join(INITS)}")
+    if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
+        raise ValueError(f"seed must be an integer ≥ 0, got {seed!r}")
     rng = np.random.default_rng(seed)
     params = {}
     for i, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):

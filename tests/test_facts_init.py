@@ -116,3 +116,14 @@ def test_an_unknown_init_is_refused_by_both_entry_points():
         with pytest.raises(ValueError) as error:
             make()
         assert str(error.value) == message
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "3", True, None])
+def test_a_seed_that_is_not_an_integer_from_0_is_refused_by_name(seed):
+    import manual
+
+    for make in (lambda: init_params((2, 2), "normal", seed), lambda: manual.MLP([2, 2], seed=seed)):
+        with pytest.raises(ValueError) as error:
+            make()
+        assert str(error.value) == f"seed must be an integer ≥ 0, got {seed!r}"
+    assert init_params((2, 2), "normal", np.int64(3))["layers.0.weight"].shape == (2, 2)

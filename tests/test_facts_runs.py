@@ -267,3 +267,11 @@ def test_a_number_field_given_a_string_or_a_bool_is_refused_by_name(name):
     for value in ("0.1", True):
         with pytest.raises(ValueError, match=f"^{name} must be a number: "):
             RunConfig(optimizer="SGD", **{name: value})
+
+
+def test_a_batch_larger_than_the_training_set_is_refused():
+    assert RunConfig(batch_size=1000, train_subset=1000).batch_size == 1000  # one batch per epoch: allowed
+    with pytest.raises(ValueError, match=r"^batch_size must be at most the 1,000 training images, got 1001$"):
+        RunConfig(batch_size=1001, train_subset=1000)
+    with pytest.raises(ValueError, match=r"^batch_size must be at most the 50,000 training images, got 100000000$"):
+        RunConfig(batch_size=100_000_000)

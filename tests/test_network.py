@@ -164,3 +164,26 @@ def test_torch_ref_refuses_unknown_optimizer_and_schedule_names():
     opt = torch_ref.make_optimizer("SGD", net.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="unknown schedule 'OneCycleLR'; valid schedules: StepLR"):
         torch_ref.make_scheduler("OneCycleLR", opt)
+
+
+@pytest.mark.parametrize("name, hyperparameters, message", [
+    ("SGD", dict(lr=float("inf")), "lr (the learning rate) must be a finite number > 0, got inf"),
+    ("Adam", dict(lr=0.1, weight_decay=float("nan")), "weight_decay must be a finite number ≥ 0, got nan"),
+    ("SGD", dict(lr=0.1, momentum=-1.0), "momentum must be a finite number ≥ 0, got -1.0"),
+    ("SGD", dict(lr=0.1, nesterov=True), "nesterov needs a momentum > 0 and dampening 0, got momentum 0.0 and "
+                                         "dampening 0.0"),
+    ("RMSprop", dict(lr=0.1, eps=-1e-8), "eps must be a finite number ≥ 0, got -1e-08"),
+])
+def test_torch_ref_optimizers_refuse_bad_hyperparameters_with_manuals_messages(name, hyperparameters, message):
+    """The same value is refused by both sides in the same words (torch takes lr=inf and a NaN weight decay)."""
+    net = torch_ref.MLP([3, 2])
+    for make in (lambda: torch_ref.make_optimizer(name, net.parameters(), **hyperparameters),
+                 lambda: manual.optim.get_optimizer(name)(manual.MLP([3, 2]).params, **hyperparameters)):
+        with pytest.raises(ValueError) as error:
+            make()
+        assert str(error.value) == message
+
+
+def test_torch_only_options_still_reach_torch():
+    opt = torch_ref.make_optimizer("Adam", torch_ref.MLP([3, 2]).parameters(), lr=0.1, foreach=False)
+    assert opt.defaults["foreach"] is False and opt.defaults["lr"] == 0.1

@@ -165,6 +165,64 @@ def test_a_run_with_incomplete_rows_counts_as_not_finished(tmp_path):
 
 
 
+@pytest.mark.parametrize("table", ["layers", "epochs"])
+def test_a_deleted_layers_or_epochs_file_leaves_every_run_unfinished(tmp_path, table):
+    folder = csv_only(tmp_path)
+    (folder / f"{table}.csv").unlink()
+    tables = results_store.load(folder)  # was a KeyError in report and resume
+    assert len(tables.runs) == 0 and "key" in tables.runs and "key" in tables.layers and "key" in tables.epochs
+    store = Store(folder)
+    assert not any(store.has(key) for key in ("aaaa", "bbbb", "cccc"))  # all three are trained again
+
+
+@pytest.mark.parametrize("damage", [b"", None])  # a 0-byte file; a database made by a process killed at once
+def test_a_database_with_no_tables_leaves_the_csv_files_beside_it_as_the_data(tmp_path, damage):
+    folder = csv_only(tmp_path)
+    before = {p.name: p.read_bytes() for p in folder.glob("*.csv")}
+    if damage is None:
+        results_store.Database(folder / "study.db").close()
+    else:
+        (folder / "study.db").write_bytes(damage)
+    tables = results_store.load(folder)  # as report does: it used to write five empty CSV files over the data
+    assert list(tables.runs["key"]) == ["aaaa", "bbbb", "cccc"]
+    assert {p.name: p.read_bytes() for p in folder.glob("*.csv")} == before
+    store = Store(folder)  # resuming imports them: nothing is trained again
+    assert all(store.has(key) for key in ("aaaa", "bbbb", "cccc"))
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("layers", lambda t: t.replace(",0.5,", ",half,", 1), r"layers\.csv, line 2: column grad_norm holds 'half', not a number"),
+    ("epochs", lambda t: t.replace(",1,", ",one,", 1), r"epochs\.csv, line 2: column epoch holds 'one', not a number"),
+    ("runs", lambda t: t.replace(",2,", ",two,", 1), r"runs\.csv, line 2: column epochs_done holds 'two', not a number"),
+])
+def test_a_word_where_a_number_belongs_is_named_with_file_line_and_column(tmp_path, name, damage, message):
+    folder = csv_only(tmp_path)
+    path = folder / f"{name}.csv"
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(StoreError, match=message):
+        results_store.load(folder)
+
+
+def test_a_binary_csv_file_is_named(tmp_path):
+    folder = csv_only(tmp_path)
+    (folder / "layers.csv").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(StoreError, match=r"layers\.csv cannot be read as CSV \('utf-8' codec can't decode"):
+        results_store.load(folder)
+
+
+def test_a_full_disk_is_the_systems_refusal_with_exit_1_not_a_damaged_database(tmp_path, capsys):
+    db = results_store.Database(tmp_path / "study.db")
+    for words in ("database or disk is full", "disk I/O error"):
+        error = db.damaged(sqlite3.OperationalError(words))
+        assert isinstance(error, OSError) and not isinstance(error, StoreError)
+        assert str(error) == (f"[Errno 28] {words}: free some space, then rerun the same command (finished runs "
+                              f"are kept and skipped): '{tmp_path / 'study.db'}'")
+    from experiments.cli import report_error
+
+    assert report_error(db.damaged(sqlite3.OperationalError("database or disk is full"))) == 1
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'study.db'}: database or disk is full: free some space, "
+                                       f"then rerun the same command (finished runs are kept and skipped)\n")
+
 def test_opening_waits_out_a_lock_sqlite_reports_at_once(tmp_path, monkeypatch):
     """Two processes opening one new study.db race on the switch to WAL: SQLite then says "locked" at once."""
     connect, calls = results_store.Database.connect, []

@@ -11,7 +11,6 @@ import os
 import time
 
 
-
 def studies() -> list:
     """The built-in specs' names: those with a command first, then the others alphabetically."""
     from importlib import resources
@@ -25,7 +24,9 @@ def studies() -> list:
 
 def results_folder(args) -> str:
     """``--results``, else ``results`` (``results/quick`` with ``--quick``, apart from the reference run)."""
-    return args.results or (os.path.join("results", "quick") if args.quick else "results")
+    if args.results is not None:
+        return args.results
+    return os.path.join("results", "quick") if args.quick else "results"
 
 
 def steps(args) -> list:
@@ -50,7 +51,10 @@ def run(args) -> int:
     from experiments.cli import build_parser, run_command
     from experiments.files import check_output_folder
 
+    from experiments.commands.studies import check_before_work
+
     check_output_folder(results_folder(args), "--results")
+    check_before_work(args)  # a missing data folder or an unreachable cluster is said once, before any step
     parser = build_parser()
     code, start = 0, time.perf_counter()
     for argv in steps(args):

@@ -18,8 +18,9 @@ import pandas as pd
 
 from experiments.cli import positive_float, positive_int, training_images
 from experiments.files import check_output_folder
-from experiments.data import DEFAULT_ROOT, N_TRAIN, load_mnist
-from experiments.execute import add_executor_options, default_workers, options_from_args, start_pool_server
+from experiments.data import DEFAULT_ROOT, N_TRAIN, ensure_mnist_files, load_mnist
+from experiments.execute import (add_executor_options, check_executor, default_workers, options_from_args,
+                                 start_pool_server)
 from experiments.spec import EXAMPLE, load_spec
 
 BUILTIN = ("activations", "optimizers", "backends")  # the built-in specs that have a command of their own
@@ -83,19 +84,27 @@ def run(args) -> int:
         runs = load(folder).runs if folder.is_dir() else pd.DataFrame()
         print(describe(spec, estimate(spec, runs, options_from_args(args, device).workers)))
         return 0
-    # first: the pool's fork server boots (importing torch, ~2.5 s) while this process imports it too and
-    # loads MNIST, so that the workers are ready when the first runs are
+    check_before_work(args)  # nothing is written before the executor and the data are known to be there
+    # the pool's fork server boots (importing torch, ~2.5 s) while this process imports it too and loads
+    # MNIST, so that the workers are ready when the first runs are
     start_pool_server(args.executor, args.workers or default_workers())
     from experiments.plan import run_study
     from experiments.store import Store
 
-    store = Store(check_output_folder(folder))
+    store = Store(check_output_folder(folder if args.out is None else args.out))  # an empty --out is refused
     device = use_device(args)
     options = options_from_args(args, device, spec.plugins)
     store.save("environment", environment(device, options))
     root = Path(args.data_dir)
     run_study(spec, lambda subset: load_mnist(root, subset), store, options)
     return finish_study(store)
+
+
+def check_before_work(args) -> None:
+    """What a study command needs besides its spec, checked before it writes anything: the executor (Ray
+    installed, the cluster reachable) and the MNIST files under ``--data-dir``."""
+    check_executor(args)
+    ensure_mnist_files(args.data_dir)
 
 
 def finish_study(store) -> int:

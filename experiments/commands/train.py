@@ -37,7 +37,7 @@ def config_from_args(args) -> RunConfig:
 
 def run(args) -> int:
     config = config_from_args(args)  # every value checked before anything runs (errors: see experiments.cli)
-    out = check_output_folder(args.out) if args.out else None  # a bad --out fails now, not after training
+    out = check_output_folder(args.out) if args.out is not None else None  # a bad --out fails now, not after training
     device = use_device(args)
     data = load_mnist(Path(args.data_dir), config.train_subset)
     store = Store(out) if out else None  # a damaged store there too: opened before the run trains

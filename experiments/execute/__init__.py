@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from typing import NamedTuple
 from pathlib import Path
 
 from experiments.data import N_TRAIN
-from experiments.errors import UserError
+from experiments.errors import Interrupted, UserError
 
 # experiments.runs (torch) is imported where a run is planned or trained, not here: a study command starts
 # its pool's fork server (``start_pool_server``) before this process spends seconds importing torch
@@ -84,6 +85,17 @@ def add_executor_options(p) -> None:
     p.add_argument("--no-stack", action="store_true",
                    help="never train several runs as one stacked model (by default runs that differ only in seed "
                         "and learning rate are stacked on CUDA, and on the CPU for small networks)")
+
+
+def check_executor(args) -> None:
+    """The executor options checked before anything is written: --address only with Ray, Ray installed, and
+    something listening at the address."""
+    if args.address and args.executor != "ray":
+        raise UserError("--address is for --executor ray (a Ray cluster's address)")
+    if args.executor == "ray":
+        import_ray()
+        if args.address:
+            check_reachable(args.address)
 
 
 def options_from_args(args, device: str, plugins=()) -> ExecOptions:
@@ -183,6 +195,11 @@ def setup_worker(plugins=()) -> None:
         with contextlib.suppress(RuntimeError):  # only possible before any parallel work
             torch.set_num_interop_threads(1)
         _WORKER["threads"] = threadpool_limits(limits=1)  # NumPy's BLAS (the limit lasts while referenced)
+        # tqdm's default lock is a multiprocessing semaphore: a worker ended by Ctrl-C would leak it, and the
+        # resource tracker would warn about it at exit. A worker's bars need only a thread lock.
+        from tqdm import tqdm
+
+        tqdm.set_lock(threading.RLock())
     new = [spec for spec in plugins if spec not in _WORKER.setdefault("plugins", set())]
     if new:
         from experiments.plugins import load_plugins  # the plug-in loader (experiments/plugins.py)
@@ -475,10 +492,9 @@ def train_pending(configs, data, store, options: ExecOptions = ExecOptions()) ->
                     store.add(result)
                 recorded += len(results)
                 progress.update(len(results))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: {recorded} of {len(pending)} pending runs finished and are kept in {store.folder}",
-              file=sys.stderr)
-        raise
+    except KeyboardInterrupt:  # the command line says this, and how to resume, on one line
+        raise Interrupted(f"{recorded} of {len(pending)} pending runs finished and are kept in {store.folder}") \
+            from None
     finally:
         progress.close()
         store.export()

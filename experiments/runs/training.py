@@ -128,6 +128,8 @@ class RunConfig:
         if self.train_subset is not None:
             check("train_subset", lambda v: 1 <= v <= N_TRAIN, f"between 1 and {N_TRAIN:,} (or None: all)",
                   integer=True)
+        n_train = self.train_subset or N_TRAIN
+        check("batch_size", lambda v: v <= n_train, f"at most the {n_train:,} training images")
 
     def use_plain_numbers(self) -> None:
         """Numbers as plain Python floats and ints, so that lr=1 and lr=1.0, or seed=np.int64(3) and seed=3, are

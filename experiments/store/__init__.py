@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import math
 import os
@@ -50,11 +51,16 @@ DB_NAME = "study.db"
 RUN_TABLES = ("runs", "epochs", "layers")
 OTHER_TABLES = ("plan", "environment")
 TABLES = RUN_TABLES + OTHER_TABLES
+FULL = ("database or disk is full", "disk I/O error")  # SQLite's words for a disk that cannot take more
 FINISHED = ("ok", "diverged")  # a failed run is recorded (with its message) but trained again on resume
 BUSY_TIMEOUT_S = 60  # how long a write waits for another process's transaction on the same database
 REQUIRED = {"runs": ("key", "status", "epochs_done"), "epochs": ("key", "epoch"), "layers": ("key", "epoch", "layer"),
             "plan": ("key",), "environment": ("name", "value")}
 ORDER = {"runs": ("key",), "epochs": ("key", "epoch"), "layers": ("key", "epoch", "layer")}
+# the columns that hold numbers, checked when a CSV file is read (every column but the key, in epochs and layers)
+NUMERIC = {"runs": ("epochs_done", "final_train_loss", "final_val_loss", "final_val_acc", "test_loss", "test_acc"),
+           "epochs": ("epoch", "train_loss", "val_loss", "val_acc", "lr", "epoch_time_s", "clip_frac"),
+           "layers": ("epoch", "layer", "grad_norm", "dead_frac", "saturated_frac", "act_mean", "act_std")}
 
 
 class StoreError(UserError):
@@ -74,28 +80,41 @@ class Tables:
 def read_csv(path: Path, name: str) -> pd.DataFrame:
     """One CSV table checked line by line: a damaged file is a ``StoreError`` naming the file and line.
 
-    A missing file is an empty frame. Checked: the file is not empty, has the columns ``REQUIRED`` for its
-    table, and every line has as many fields as the header (a line cut short by a killed write has fewer).
+    A missing file is an empty frame (with the table's ``REQUIRED`` columns). Checked: the file is text, not
+    empty, has the columns ``REQUIRED`` for its table, every line has as many fields as the header (a line cut
+    short by a killed write has fewer), and the columns that hold numbers hold numbers.
     """
     if not path.exists():
-        return pd.DataFrame()
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header:
-            raise StoreError(f"{path} is empty (line 1 should be the header); {REPAIR}")
-        missing = [c for c in REQUIRED[name] if c not in header]
-        if missing:
-            raise StoreError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}; {REPAIR}")
-        for fields in reader:
-            if fields and len(fields) != len(header):
-                what = "too few (the line is cut short)" if len(fields) < len(header) else "too many"
-                raise StoreError(f"{path}, line {reader.line_num}: {len(fields)} fields where the header has "
-                                 f"{len(header)}: {what}; {REPAIR}")
+        return empty(name)
     try:
-        return pd.read_csv(path, dtype={"key": str})
-    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as e:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if not header:
+                raise StoreError(f"{path} is empty (line 1 should be the header); {REPAIR}")
+            missing = [c for c in REQUIRED[name] if c not in header]
+            if missing:
+                raise StoreError(f"{path}, line 1: the header lacks the column(s) {', '.join(missing)}; {REPAIR}")
+            for fields in reader:
+                if fields and len(fields) != len(header):
+                    what = "too few (the line is cut short)" if len(fields) < len(header) else "too many"
+                    raise StoreError(f"{path}, line {reader.line_num}: {len(fields)} fields where the header has "
+                                     f"{len(header)}: {what}; {REPAIR}")
+        df = pd.read_csv(path, dtype={"key": str})
+    except (pd.errors.ParserError, ValueError, UnicodeDecodeError, csv.Error) as e:
         raise StoreError(f"{path} cannot be read as CSV ({one_line(e)}); {REPAIR}") from None
+    for column in NUMERIC.get(name, ()):
+        if column in df and not pd.api.types.is_numeric_dtype(df[column]):
+            numbers = pd.to_numeric(df[column], errors="coerce")
+            line = int(np.flatnonzero((numbers.isna() & df[column].notna()).to_numpy())[0]) + 2
+            raise StoreError(f"{path}, line {line}: column {column} holds {df[column].iloc[line - 2]!r}, not a "
+                             f"number; {REPAIR}")
+    return df
+
+
+def empty(name: str) -> pd.DataFrame:
+    """A table with no rows, as a missing file or table reads: its ``REQUIRED`` columns and nothing else."""
+    return pd.DataFrame(columns=list(REQUIRED[name]))
 
 
 REPAIR = ("restore the file from a copy (or git), or delete the study's CSV files to train its runs again")
@@ -111,7 +130,7 @@ def finished_runs(runs: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame
     epoch; for a diverged run the one before, where the loss was still finite); a ``failed`` run has none.
     """
     n_epochs = epochs.groupby("key").size() if len(epochs) else pd.Series(dtype=int)
-    per_epoch = layers.groupby("key")["epoch"].value_counts().sort_index() if len(layers) else None
+    per_epoch = layers.groupby("key")["epoch"].value_counts().sort_index() if len(layers) else pd.Series(dtype=int)
     keys_with_layers = set(layers["key"]) if len(layers) else set()
     whole = []
     for row in runs.itertuples():
@@ -120,7 +139,7 @@ def finished_runs(runs: pd.DataFrame, epochs: pd.DataFrame, layers: pd.DataFrame
             continue
         done = int(row.epochs_done) if pd.notna(row.epochs_done) else -1
         ok = n_epochs.get(row.key, 0) == done
-        if ok and per_epoch is not None:
+        if ok:  # no layer rows at all (layers.csv deleted, say) is incomplete too
             counts = per_epoch[row.key] if row.key in keys_with_layers else pd.Series(dtype=int)
             last = len(counts) - 1
             allowed = (done,) if row.status == "ok" else (done - 1, done)
@@ -205,7 +224,10 @@ class Database:
             con.close()
             raise
 
-    def damaged(self, e: Exception) -> StoreError:
+    def damaged(self, e: Exception) -> StoreError | OSError:
+        if isinstance(e, sqlite3.OperationalError) and any(s in str(e) for s in FULL):
+            return OSError(errno.ENOSPC, f"{e}: free some space, then rerun the same command (finished runs are "
+                                         f"kept and skipped)", str(self.path))
         if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
             return StoreError(f"{self.path} stayed locked by another process for {BUSY_TIMEOUT_S} s ({e}); "
                               f"wait for the other study to finish, then rerun")
@@ -237,6 +259,11 @@ class Database:
 
     def columns(self, name: str) -> list[str]:
         return [row[1] for row in self.con.execute(f'PRAGMA table_info("{name}")')]
+
+    def is_new(self) -> bool:
+        """No table of results yet: a new database, or one whose creating process was killed before its first
+        write (a 0-byte file reads so too). The CSV files beside it, if any, are then the study's data."""
+        return not any(self.exists(name) for name in TABLES)
 
     def exists(self, name: str) -> bool:
         return self.con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
@@ -280,14 +307,14 @@ class Database:
         order = ", ".join(f'"{c}"' for c in ORDER.get(name, ())) or "rowid"
         try:
             if not self.exists(name):
-                return pd.DataFrame()
+                return empty(name)
             df = pd.read_sql_query(f'SELECT * FROM "{name}" {where} ORDER BY {order}', self.con, params=args)
         except (sqlite3.DatabaseError, pd.errors.DatabaseError) as e:
             raise self.damaged(e) from None
         for column in df.columns:  # a column of nothing but NULL reads as NaN, as from a CSV file
             if df[column].dtype == object and df[column].isna().all():
                 df[column] = np.nan
-        return df if len(df) else pd.DataFrame()  # as a missing CSV file reads
+        return df if len(df) else empty(name)  # as a missing CSV file reads
 
     def data_version(self) -> int:
         """Changes whenever another connection commits (SQLite's ``PRAGMA data_version``)."""
@@ -350,6 +377,8 @@ def load(folder: Path | str) -> Tables:
         return load_csv(folder)
     db = Database(path)
     try:
+        if db.is_new():  # never export its empty tables over the CSV files
+            return load_csv(folder)
         tables = db.read_all()
         with contextlib.suppress(OSError):  # a read-only folder is still readable
             db.export(folder, tables, only_stale=True)
@@ -369,11 +398,10 @@ class Store:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / DB_NAME
-        new = not path.exists()
-        if new:
-            tables = load_csv(self.folder)  # a damaged CSV-only folder fails here, before any database exists
+        if not path.exists():
+            load_csv(self.folder)  # a damaged CSV-only folder fails here, before any database exists
         self.db = Database(path)
-        if new and any(len(getattr(tables, name)) for name in TABLES):
+        if self.db.is_new():  # new, or left empty by a killed process: the CSV files, if any, are the data
             import_csv(self.folder, self.db)
         self.db.export(self.folder, only_stale=True)
         self.added: set[str] = set()  # keys trained by this process (so --force retrains each run once)
@@ -411,7 +439,8 @@ class Store:
             raise ValueError(f"{name!r} is not one of {OTHER_TABLES}; runs are recorded with add()")
         with self.db.transaction():
             if name == "plan":  # the union of the recorded rows and these, in that order, each row once
-                df = pd.concat([self.db.read("plan"), df], ignore_index=True).drop_duplicates()
+                recorded = self.db.read("plan")
+                df = pd.concat([recorded, df], ignore_index=True).drop_duplicates() if len(recorded) else df
             self.db.delete(name)
             self.db.outdated((name,))
             rows = df.astype(object).where(df.notna(), None).to_dict("records")
