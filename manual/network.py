@@ -178,10 +178,6 @@ class MLP:
     def weight(self, l: int) -> np.ndarray:
         return self.params[f"layers.{l}.weight"]
 
-    def bias(self, l: int) -> np.ndarray | None:
-        """b_l, or None for a hidden layer followed by batch norm (which has no bias)."""
-        return self.params.get(f"layers.{l}.bias")
-
     # ------------------------------------------------------------------ mode
     def train(self, mode: bool = True) -> "MLP":
         """Training mode (the default), as ``nn.Module.train``: batch norm uses and tracks batch statistics."""

@@ -187,3 +187,12 @@ def test_torch_ref_optimizers_refuse_bad_hyperparameters_with_manuals_messages(n
 def test_torch_only_options_still_reach_torch():
     opt = torch_ref.make_optimizer("Adam", torch_ref.MLP([3, 2]).parameters(), lr=0.1, foreach=False)
     assert opt.defaults["foreach"] is False and opt.defaults["lr"] == 0.1
+
+
+def test_predict_is_the_class_of_the_largest_output():
+    """A hand-built 2-2 identity-like network: the class is the index of the larger input, row by row."""
+    net = manual.MLP([2, 2], activation="identity", loss="cross_entropy")
+    net.load_state_dict({"layers.0.weight": np.eye(2), "layers.0.bias": np.array([0.0, 0.5])})
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.6], [1.0, 0.4]])
+    np.testing.assert_array_equal(net.predict(X), [0, 1, 1, 0])  # the bias moves the boundary to x1 = x0 − 0.5
+    assert net.predict(X).dtype.kind == "i"
