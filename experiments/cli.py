@@ -29,7 +29,7 @@ import sys
 import traceback
 
 from experiments.data import N_TRAIN
-from experiments.errors import UserError
+from experiments.errors import UserError, one_line
 from experiments.plugins import add_plugin_option, load_plugins, plugins_in_argv
 
 # command name → module under ``experiments``
@@ -104,14 +104,6 @@ def command_name(argv: list[str]) -> str | None:
     """The command in ``argv`` (its first word that is not an option), if it is one of ``COMMANDS``."""
     words = [a for a in argv if not a.startswith("-")]
     return words[0] if words and words[0] in COMMANDS else None
-
-
-def one_line(err: BaseException) -> str:
-    """The error's message on one line (a message never spans lines on the terminal)."""
-    text = " ".join(str(err).split())
-    if isinstance(err, OSError) and err.filename is not None and err.strerror:
-        text = f"{err.filename}: {err.strerror}"
-    return text or type(err).__name__
 
 
 def report_error(err: Exception, debug: bool = False) -> int:

@@ -19,3 +19,17 @@ class OutputError(UserError):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a study, with what was kept: ``str()`` says how many runs finished and where they are."""
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a message never spans lines on the terminal)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    return text or type(err).__name__
+
+
+def raised(err: BaseException) -> str:
+    """What a user's function raised, on one line: ``TypeError: message`` (the type alone if it has none)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

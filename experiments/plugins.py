@@ -11,14 +11,16 @@ records (see ``examples/``). Every command takes ``--plugin SPEC`` (repeatable),
 
 Loading is idempotent: a spec already loaded in this process is not imported again, so workers and repeated
 commands may call ``load_plugins`` freely. Anything wrong (a missing file, a syntax error, a name that clashes
-with a built-in, an ``f`` or ``df`` that returns the wrong shape or NaN on a small grid of z) is a
-``PluginError`` whose one-line message names the plug-in and the problem.
+with a built-in, an ``f`` or ``df`` that returns the wrong shape or NaN on a small grid of z, a ``torch_fn`` that
+does so or that autograd cannot differentiate) is a ``PluginError`` whose one-line message names the plug-in and
+the problem.
 
 Layers for ``gradcheck --layer FILE.py:NAME`` follow CS231n's convention; the file defines
 
 - ``NAME_forward(**inputs) -> (out, cache)``,
 - ``NAME_backward(dout, cache) -> {input_name: gradient}`` for every array input,
-- ``NAME_inputs(rng) -> {input_name: array}``, example inputs drawn from the ``numpy.random.Generator`` rng.
+- ``NAME_inputs(rng) -> {input_name: array}``, example inputs drawn from the ``numpy.random.Generator`` rng:
+  NumPy arrays, the floating-point ones checked (``example_inputs`` refuses anything else).
 """
 from __future__ import annotations
 
@@ -30,11 +32,13 @@ import traceback
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+import numpy as np
+
 from manual import activations, losses
 from manual.activations import Activation
 from manual.losses import Loss
 
-from experiments.errors import UserError
+from experiments.errors import UserError, one_line, raised
 
 PLUGIN_HELP = ("load your own activations and losses from FILE.py or MODULE[:ATTR] first (repeatable); their "
                "names then work wherever a built-in's does")
@@ -95,11 +99,61 @@ def load_plugin(spec: str) -> list[str]:
         except ValueError as err:
             raise PluginError(f"plugin {spec}: {err}") from err
     after = set(activations.ACTIVATIONS) | {f"loss:{n}" for n in losses.LOSSES}
+    refuse_broken_torch_fn(spec, after - before)
     names = sorted(n.removeprefix("loss:") for n in after - before)
     if not names and not found:
         raise PluginError(f"plugin {spec}: defines no Activation or Loss (and registers none)")
     _LOADED[spec] = names or [item.name for item in found]
     return _LOADED[spec]
+
+
+def refuse_broken_torch_fn(spec: str, registered: set) -> None:
+    """Try the ``torch_fn`` of each activation a spec has just registered (``registered``: its names, losses as
+    ``loss:NAME``); if one is broken, unregister everything the spec registered and raise a ``PluginError``.
+
+    ``register`` has tried ``f`` and ``df``; ``manual`` never imports torch, so ``torch_fn`` is tried here.
+    """
+    for name in sorted(registered):
+        act = activations.ACTIVATIONS.get(name)  # None for a loss
+        problem = torch_fn_problem(act.torch_fn) if act is not None and act.torch_fn is not None else None
+        if problem:
+            for added in registered:
+                if added.startswith("loss:"):
+                    losses.unregister_loss(added.removeprefix("loss:"))
+                else:
+                    activations.unregister(added)
+            raise PluginError(f"plugin {spec}: activation {name!r}: {problem}")
+
+
+def torch_fn_problem(torch_fn) -> str | None:
+    """What is wrong with an activation's ``torch_fn`` on a small float64 tensor z of shape (3, 2, 3), or None:
+    it must return a tensor of z's shape and dtype, finite, that autograd differentiates to finite values."""
+    import torch  # here, not at the top: only a plug-in with a torch_fn needs it
+
+    z = torch.tensor([-30.0, -6, -4, -2, -1, -0.5, -1e-3, 0, 1e-3, 0.5, 1, 2, 3, 4, 5, 6, 10, 30],
+                     dtype=torch.float64).reshape(3, 2, 3).requires_grad_()
+    try:
+        out = torch_fn(z)
+    except Exception as err:  # the user's code: any exception is theirs to see
+        return f"torch_fn(z) raised {raised(err)} (z of shape (3, 2, 3), torch.float64)"
+    if not isinstance(out, torch.Tensor):
+        return f"torch_fn(z) returned a {type(out).__name__}, not a tensor; write it with torch operations on z"
+    if out.shape != z.shape:
+        return (f"torch_fn(z) returned shape {tuple(out.shape)} for z of shape (3, 2, 3); it must work element-wise "
+                "and keep z's shape")
+    if out.dtype != z.dtype:
+        return f"torch_fn(z) returned {out.dtype} for torch.float64 z; keep z's dtype"
+    try:
+        (grad,) = torch.autograd.grad(out.sum(), z)
+    except Exception as err:
+        return (f"autograd cannot differentiate torch_fn(z) ({raised(err)}); write it with torch operations on z, "
+                "without .detach(), .numpy() or .item()")
+    for what, values in (("torch_fn(z)", out.detach()), ("autograd's derivative of torch_fn(z)", grad)):
+        bad = ~torch.isfinite(values)
+        if bad.any():
+            return (f"{what} is {values[bad][0].item()} at z = {z.detach()[bad][0].item():g} (torch.float64); it "
+                    "must be finite")
+    return None
 
 
 def import_source(source: str, spec: str):
@@ -126,8 +180,11 @@ def import_source(source: str, spec: str):
     try:
         return importlib.import_module(source)
     except ModuleNotFoundError as err:
-        raise PluginError(f"plugin {spec}: no module named {err.name!r} (give a FILE.py or an importable "
-                          "MODULE[:ATTR])") from err
+        if err.name is not None and (source == err.name or source.startswith(f"{err.name}.")):  # the one named
+            raise PluginError(f"plugin {spec}: no module named {err.name!r} (give a FILE.py or an importable "
+                              "MODULE[:ATTR])") from err
+        raise PluginError(f"plugin {spec}: the plug-in's import of {err.name!r} failed ({one_line(err)}); install "
+                          f"{err.name!r} or fix that import in {source}") from err
     except Exception as err:
         raise PluginError(describe_failure(spec, None, err)) from err
 
@@ -141,7 +198,7 @@ def describe_failure(spec: str, path: Path | None, err: BaseException) -> str:
     mine = [f for f in frames if path is not None and Path(f.filename).resolve() == path]
     if mine:
         line = f" (line {mine[-1].lineno})"
-    message = " ".join(str(err).split()) or type(err).__name__
+    message = one_line(err)
     return f"plugin {spec}: importing it raised {type(err).__name__}{line}: {message}"
 
 
@@ -153,6 +210,7 @@ class Layer(NamedTuple):
     forward: Callable
     backward: Callable
     make_inputs: Callable
+    spec: str  # FILE.py:NAME or MODULE:NAME, as given
 
 
 def load_layer(spec: str) -> Layer:
@@ -167,4 +225,25 @@ def load_layer(spec: str) -> Layer:
         raise PluginError(f"layer {spec}: {source} defines no {', '.join(missing)} (a layer NAME needs "
                           "NAME_forward(**inputs) -> (out, cache), NAME_backward(dout, cache) -> {input: grad} "
                           "and NAME_inputs(rng) -> {input: array})")
-    return Layer(name, parts["forward"], parts["backward"], parts["inputs"])
+    return Layer(name, parts["forward"], parts["backward"], parts["inputs"], spec)
+
+
+def example_inputs(layer: Layer, rng) -> dict:
+    """``NAME_inputs(rng)``, refused with a ``PluginError`` unless it is a dict {input name: NumPy array} with at
+    least one floating-point array (the inputs whose gradients are checked; integer arrays such as labels pass)."""
+    call = f"layer {layer.spec}: {layer.name}_inputs(rng)"
+    try:
+        inputs = layer.make_inputs(rng)
+    except Exception as err:  # the user's code: any exception is theirs to see
+        raise PluginError(f"{call} raised {raised(err)}") from err
+    if not isinstance(inputs, dict):
+        raise PluginError(f"{call} returned a {type(inputs).__name__}; return a dict {{input name: NumPy array}}")
+    for key, value in inputs.items():
+        if not isinstance(value, np.ndarray):
+            raise PluginError(f"{call} returned a {type(value).__name__} for input {key!r}; return NumPy arrays "
+                              "(np.asarray(value, dtype=float)) and bind options with functools.partial")
+    if not any(np.issubdtype(value.dtype, np.floating) for value in inputs.values()):
+        dtypes = ", ".join(f"{key} {value.dtype}" for key, value in inputs.items()) or "no inputs"
+        raise PluginError(f"{call} returned no floating-point array ({dtypes}); the inputs whose gradients are "
+                          "checked must be float arrays, e.g. rng.standard_normal(shape)")
+    return inputs

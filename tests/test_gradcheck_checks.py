@@ -237,3 +237,56 @@ def test_fast_mode_checks_directions_and_falls_back_to_elements_on_failure():
     report = check_backward(layer.affine_relu_forward, no_sum, big)
     assert set(report.failures["input"]) == {"b"} and len(report.failures) > 20
     assert "fast mode: 'b' failed a random directional derivative" in str(report)
+
+
+def scaled(key, factor):
+    """affine_relu's backward with gradient ``key`` multiplied by ``factor``."""
+    def backward(dout, cache):
+        grads = layer.affine_relu_backward(dout, cache)
+        grads[key] = factor * grads[key]
+        return grads
+    return backward
+
+
+@pytest.mark.parametrize("factor", [0.9, 0.98])
+def test_a_float32_gradient_a_few_percent_off_is_caught(factor):
+    """A retry at a smaller step is judged with its first step's rounding allowance, which at 1/64 of the step
+    would otherwise be 64 times larger (~0.4 here) and let a gradient 10% off pass."""
+    report = check_backward(layer.affine_relu_forward, scaled("W", factor), inputs(dtype=np.float32))
+    assert not report.passed
+    assert set(report.failures["input"]) == {"W"}
+    assert len(report.failures) >= {0.9: 12, 0.98: 6}[factor]  # of 15 elements: all but the smallest
+    np.testing.assert_allclose(report.failures["rel_err"], 1 - factor, rtol=0.01)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_float32_backward_that_forgets_the_batch_sum_names_every_wrong_element(seed):
+    """b's gradient from the first example only: every element where that differs from the batch's sum is named
+    (with seed 1, element 1 of dz is 0 in every other row, so b[1] is right)."""
+    def first_row_only(dout, cache):
+        grads = layer.affine_relu_backward(dout, cache)
+        grads["b"] = (dout * (cache[2] > 0))[0]
+        return grads
+
+    x = inputs(seed, dtype=np.float32)
+    dout = np.random.default_rng(seed).standard_normal((4, 3)).astype(np.float32)  # check_backward's draw
+    cache = layer.affine_relu_forward(**x)[1]
+    wrong = np.abs(first_row_only(dout, cache)["b"] - layer.affine_relu_backward(dout, cache)["b"]) > 1e-3
+    report = check_backward(layer.affine_relu_forward, first_row_only, x, seed=seed)
+    assert set(report.failures["input"]) == {"b"}
+    assert sorted(report.failures["index"]) == [tuple(i) for i in np.argwhere(wrong)]
+    assert wrong.sum() == {0: 3, 1: 2}[seed]
+
+
+def test_an_error_message_on_two_lines_is_reported_on_one():
+    def forward(x, W, b):
+        raise RuntimeError("x and W do not match:\n  x is (4, 5), W is (3, 5)")
+
+    def backward(dout, cache):
+        raise ValueError("dout has the wrong shape\nexpected (4, 3)")
+
+    report = check_backward(layer.affine_relu_forward, backward, inputs())
+    assert report.problems == ["backward raised ValueError: dout has the wrong shape expected (4, 3)"]
+    assert len(str(report).splitlines()) == 2  # the verdict and the problem
+    report = check_backward(forward, backward, inputs())
+    assert report.problems == ["forward raised RuntimeError: x and W do not match: x is (4, 5), W is (3, 5)"]

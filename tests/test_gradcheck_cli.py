@@ -1,5 +1,7 @@
 """``python -m experiments gradcheck``, run in-process through ``experiments.cli.main``."""
 import csv
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ from experiments.cli import main
 from experiments.gradcheck import CSV_COLUMNS, centred_difference, max_rel_err, rel_err
 from manual.activations import ACTIVATIONS, Activation, tanh
 
+LAYER = Path(__file__).resolve().parent.parent / "examples" / "affine_relu.py"
 SMALL_GRID = ["--activations", "tanh", "relu", "--losses", "mse", "cross_entropy", "--depths", "1", "2"]
 
 
@@ -119,3 +122,58 @@ def test_batch_norm_grid_checks_gamma_and_beta_too(tmp_path, capsys):
     # judged against the network's largest gradient instead of its own rounding noise
     assert {r["passed"] for r in rows} == {"True"}
     assert "28/28 rows passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("batch", [2, 3])
+def test_batch_norm_grid_passes_with_the_smallest_batches(tmp_path, capsys, batch):
+    """With 2 rows a feature's batch variance can be ≈ batch norm's ε (1e-5), where the finite difference's step is
+    too coarse (layers.0.weight: rel err 4e-4 for exact gradients); the batch is redrawn until it is not."""
+    argv = ["gradcheck", "--activations", "relu", "sigmoid", "identity", "--depths", "2", "3", "--batch-norm",
+            "--batch", str(batch), "--out", str(tmp_path)]
+    assert main(argv) == 0, capsys.readouterr().out
+    _, rows = read_rows(tmp_path)
+    assert {r["passed"] for r in rows} == {"True"} and len(rows) == 3 * 2 * (6 + 8 + 8 + 11)
+    assert max(float(r["max_rel_err_fd"]) for r in rows) < 1e-6
+
+
+def test_no_batch_with_batch_norm_variances_above_the_margin_is_an_error_not_a_false_failure(tmp_path, capsys):
+    """With 2 rows, depth 6 and this seed, a sixth-layer feature's variance stays below 5e-5 (at most 1.8e-5) for
+    every batch: batch norm maps each feature of 2 rows to about ±1, so few inputs ever reach the later layers."""
+    argv = ["gradcheck", "--activations", "sigmoid", "--losses", "mse", "--depths", "6", "--batch-norm", "--batch",
+            "2", "--seed", "3", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "no batch in 1000 tries gives every batch-normalised feature of the sigmoid network a batch variance " \
+           "of at least 5e-05" in capsys.readouterr().err
+    assert not (tmp_path / "gradcheck.csv").exists()
+
+
+def layer_file(tmp_path, inputs_body: str, backward_W: str = "dz.T @ x") -> str:
+    """examples/affine_relu.py with another ``affine_relu_inputs`` body and W gradient."""
+    text = LAYER.read_text().replace('"W": dz.T @ x', f'"W": {backward_W}')
+    start = text.index("def affine_relu_inputs(rng):")
+    path = tmp_path / "my_layer.py"
+    path.write_text(text[:start] + "def affine_relu_inputs(rng):\n" + textwrap.indent(inputs_body, "    ") + "\n")
+    return f"{path}:affine_relu"
+
+
+def test_a_float32_layer_gradient_10_percent_off_fails_the_command(tmp_path, capsys):
+    spec = layer_file(tmp_path, 'return {"x": rng.standard_normal((4, 5)), "W": rng.standard_normal((3, 5)), '
+                                '"b": rng.standard_normal(3)}', backward_W="0.9 * (dz.T @ x)")
+    assert main(["gradcheck", "--layer", spec, "--dtype", "float32", "--out", str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out
+    assert "layer 'affine_relu': FAILED" in out and "gradient 'W' wrong at 14 element(s)" in out
+
+
+@pytest.mark.parametrize("body, message", [
+    ('raise ValueError("no rng\\nhere")', "affine_relu_inputs(rng) raised ValueError: no rng here"),
+    ("return [rng.standard_normal(3)]", "affine_relu_inputs(rng) returned a list; return a dict"),
+    ('return {"x": [[1.0] * 5] * 4, "W": [[1.0] * 5] * 3, "b": [0.5] * 3}',
+     "affine_relu_inputs(rng) returned a list for input 'x'; return NumPy arrays"),
+    ('return {"x": rng.integers(0, 3, (4, 5)), "W": rng.integers(0, 3, (3, 5)), "b": np.zeros(3, dtype=int)}',
+     "affine_relu_inputs(rng) returned no floating-point array (x int"),
+])
+def test_broken_example_inputs_are_a_one_line_error_naming_file_and_function(tmp_path, capsys, body, message):
+    spec = layer_file(tmp_path, body)
+    assert main(["gradcheck", "--layer", spec, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: layer {spec}: {message}") and err.count("\n") == 1

@@ -108,6 +108,56 @@ def test_a_broken_plugin_is_a_one_line_error_naming_the_file(tmp_path, capsys, t
     assert err.startswith("error: plugin ") and err.count("\n") == 1 and "Traceback" not in err
 
 
+TORCH_FN_FILE = """
+    import numpy as np
+    import torch
+    from manual.activations import Activation, register
+    register(Activation("first", np.tanh, lambda z: 1 - np.tanh(z) ** 2, torch_fn=torch.tanh))
+    broken = Activation("broken", np.tanh, lambda z: 1 - np.tanh(z) ** 2, torch_fn=lambda z: {body})
+"""
+
+
+@pytest.mark.parametrize("body, message", [
+    ("torch.tanh(z).sum()", r"torch_fn\(z\) returned shape \(\) for z of shape \(3, 2, 3\)"),
+    ("torch.tanh(z.reshape(-1))", r"torch_fn\(z\) returned shape \(18,\) for z of shape \(3, 2, 3\)"),
+    ("torch.tanh(z).float()", r"torch_fn\(z\) returned torch.float32 for torch.float64 z"),
+    ("np.tanh(z.detach().numpy())", r"torch_fn\(z\) returned a ndarray, not a tensor"),
+    ("z.foo", r"torch_fn\(z\) raised AttributeError: 'Tensor' object has no attribute 'foo'"),
+    ("torch.log(z)", r"torch_fn\(z\) is nan at z = -30"),
+    ("torch.sqrt(z.abs())", r"autograd's derivative of torch_fn\(z\) is nan at z = 0"),
+    ("torch.tanh(z).detach()", r"autograd cannot differentiate torch_fn\(z\) \(RuntimeError: element 0"),
+])
+def test_a_broken_torch_fn_is_refused_when_the_plugin_is_loaded(tmp_path, capsys, body, message):
+    path = write(tmp_path, "p.py", TORCH_FN_FILE.format(body=body))
+    with pytest.raises(PluginError, match=rf"^plugin .*p\.py: activation 'broken': {message}"):
+        load_plugins([path])
+    assert "broken" not in ACTIVATIONS and "first" not in ACTIVATIONS  # nothing of the plug-in stays registered
+    for argv in (["gradcheck", "--plugin", path, "--activations", "broken", "--depths", "1", "--out",
+                  str(tmp_path / "out")],
+                 ["train", "--backend", "torch", "--plugin", path, "--activation", "broken", "--epochs", "1"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: plugin {path}: activation 'broken': ")
+        assert err.count("\n") == 1 and "internal error" not in err
+
+
+def test_a_package_whose_own_import_fails_is_not_called_missing(tmp_path, monkeypatch):
+    (tmp_path / "needs_dep").mkdir()
+    (tmp_path / "needs_dep" / "__init__.py").write_text("import dep_that_is_not_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as error:
+        load_plugins(["needs_dep"])
+    assert str(error.value) == ("plugin needs_dep: the plug-in's import of 'dep_that_is_not_installed' failed (No "
+                                "module named 'dep_that_is_not_installed'); install 'dep_that_is_not_installed' or "
+                                "fix that import in needs_dep")
+    for spec, missing in (("no_such_plugin_pkg", "no_such_plugin_pkg"), ("no_such_plugin_pkg.acts:mish",
+                                                                         "no_such_plugin_pkg")):
+        with pytest.raises(PluginError) as error:
+            load_plugins([spec])
+        assert str(error.value) == (f"plugin {spec}: no module named {missing!r} (give a FILE.py or an importable "
+                                    "MODULE[:ATTR])")
+
+
 def test_a_layer_file_needs_all_three_functions(tmp_path):
     assert load_layer(f"{LAYER}:affine_relu").name == "affine_relu"
     with pytest.raises(PluginError, match="defines no affine_forward, affine_backward, affine_inputs"):
@@ -266,3 +316,46 @@ def test_a_plugin_activation_trains_to_the_same_curves_on_both_backends():
             assert a[metric] == pytest.approx(b[metric], rel=1e-10, abs=1e-12), metric
     assert runs["manual"].epochs[-1]["train_loss"] < runs["manual"].epochs[0]["train_loss"]
     assert runs["manual"].run["test_acc"] == runs["torch"].run["test_acc"]
+
+
+STUDY_SPEC = """\
+name = "with-mish"
+description = "ReLU and GELU against Mish, a plug-in."
+plugins = [{mish!r}]
+compare = "activation"
+seeds = 2
+
+[base]
+layer_sizes = [784, 16, 10]
+optimizer = "SGD"
+momentum = 0.9
+lr = 0.05
+epochs = 1
+train_subset = 500
+
+[grid]
+activation = ["relu", "gelu", "mish"]
+"""
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_study_with_a_plugin_activation_writes_it_like_a_builtin(tmp_path):
+    import pandas as pd
+
+    spec = tmp_path / "with-mish.toml"
+    spec.write_text(STUDY_SPEC.format(mish=MISH))
+    with np.errstate(all="ignore"):
+        assert main(["study", str(spec), "--out", str(tmp_path / "study"), "--workers", "1", "--no-progress",
+                     "--device", "cpu"]) == 0
+    runs = pd.read_csv(tmp_path / "study" / "runs.csv")
+    assert sorted(runs["activation"]) == ["gelu", "gelu", "mish", "mish", "relu", "relu"] and set(runs["status"]) == {"ok"}
+    comparisons = pd.read_csv(tmp_path / "study" / "comparisons.csv")
+    assert {frozenset(pair) for pair in zip(comparisons["arm_a"], comparisons["arm_b"])} == {
+        frozenset(pair) for pair in (("relu", "gelu"), ("relu", "mish"), ("gelu", "mish"))}
+    report = (tmp_path / "study" / "REPORT.md").read_text()
+    sections = dict(part.split("\n", 1) for part in report.split("\n## ")[1:])  # title → text
+    named = {arm: [title for title, text in sections.items() if arm in text] for arm in ("gelu", "mish")}
+    assert named["mish"] == named["gelu"] and len(named["mish"]) >= 4  # findings, accuracy, pairs, layers, …
+    table_rows = {arm: sum(line.startswith("|") and f"| {arm} |" in line for line in report.splitlines())
+                  for arm in ("gelu", "mish")}
+    assert table_rows["mish"] == table_rows["gelu"] >= 3

@@ -28,10 +28,10 @@ from manual.network import DTYPES
 
 from experiments.cli import non_negative_int, positive_int
 from experiments.files import check_output_folder, write_csv
-from experiments.gradcheck import (CSV_COLUMNS, DEFAULT_DEPTHS, DEFAULT_TOLERANCES, FD_FLOOR, FD_STEP, KINK_MARGIN,
-                                   N_CLASSES, N_INPUTS, check_activation, check_backward, check_loss, run_grid,
-                                   summary)
-from experiments.plugins import load_layer
+from experiments.gradcheck import (BN_VARIANCE_MARGIN, CSV_COLUMNS, DEFAULT_DEPTHS, DEFAULT_TOLERANCES, FD_FLOOR,
+                                   FD_STEP, KINK_MARGIN, N_CLASSES, N_INPUTS, check_activation, check_backward,
+                                   check_loss, run_grid, summary)
+from experiments.plugins import example_inputs, load_layer
 
 FUNCTION_COLUMNS = ("function", "kind", "passed", "comparisons", "failures", "kinks", "problems")
 FAILURE_COLUMNS = ("function", "check", "z", "input", "index", "analytic", "numeric", "abs_err", "rel_err")
@@ -71,9 +71,8 @@ def run_layers(args) -> int:
     dtype = DTYPES[args.dtype]
     for spec in args.layers:
         layer = load_layer(spec)
-        inputs = layer.make_inputs(np.random.default_rng(args.seed))
-        inputs = {k: v.astype(dtype) if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating) else v
-                  for k, v in inputs.items()}
+        inputs = example_inputs(layer, np.random.default_rng(args.seed))
+        inputs = {k: v.astype(dtype) if np.issubdtype(v.dtype, np.floating) else v for k, v in inputs.items()}
         report = check_backward(layer.forward, layer.backward, inputs, seed=args.seed, name=layer.name)
         print(report)
         row, fails = report_rows(layer.name, "layer", report)
@@ -202,6 +201,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="output directory for the CSV files (default: %(default)s)")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the parameters and of the batch; the batch is redrawn (seed + 1, …) until no "
-                        f"pre-activation lies within {KINK_MARGIN:g} of a kink such as relu's (default: %(default)s)")
+                        f"pre-activation lies within {KINK_MARGIN:g} of a kink such as relu's and, with --batch-norm, "
+                        f"every normalised feature's batch variance is at least {BN_VARIANCE_MARGIN:g} "
+                        "(default: %(default)s)")
     p.set_defaults(run=run)
     return p

@@ -33,6 +33,7 @@ import torch
 
 import manual
 import torch_ref
+from manual.layers import BN_EPS, linear_forward
 
 from experiments.gradcheck.checks import (GradReport, check_activation, check_backward, check_loss,
                                           layer_tolerances)
@@ -59,6 +60,11 @@ GRAD_FLOOR = 1e-4
 # Points where an activation is not twice differentiable (``Activation.kinks``: relu's kink,
 # softplus's switch to the linear regime): a finite difference straddling one is not a derivative.
 KINK_MARGIN = 1e-2  # every pre-activation of a checked batch stays this far from a kink (≫ 2·FD_STEP)
+# Batch normalisation's x̂ = (z − μ)/√(σ² + ε) is a smoothed kink too: for a feature whose batch variance σ² is
+# near ε (two rows of a batch of 2 that nearly coincide) it bends on the scale √(σ² + ε) ≈ 3e-3, where the
+# finite difference's step is coarse (rel err 4e-4 against exact gradients). Every feature batch normalisation
+# normalises in a checked batch has σ² ≥ BN_VARIANCE_MARGIN.
+BN_VARIANCE_MARGIN = 5 * BN_EPS
 CSV_COLUMNS = ("activation", "loss", "depth", "batch_norm", "parameter", "shape", "dtype", "max_abs_err_autograd",
                "max_rel_err_autograd", "max_abs_err_fd", "max_rel_err_fd", "passed")
 
@@ -169,12 +175,31 @@ def random_batch(net: manual.MLP, batch: int, seed: int) -> tuple[np.ndarray, np
     return X, rng.integers(0, net.layer_sizes[-1], size=batch)
 
 
+def smallest_bn_variance(net: manual.MLP, X) -> float:
+    """The smallest batch variance of any feature batch normalisation normalises in ``X``'s forward pass (inf
+    without batch norm): what each hidden linear layer computes from its input, feature by feature."""
+    if not net.batch_norm:
+        return float("inf")
+    hidden_inputs = net.trace(X).inputs[:-1]  # the output layer has no batch norm
+    return min(float(linear_forward(a, net.params[f"layers.{i}.weight"])[0].var(axis=0).min())
+               for i, a in enumerate(hidden_inputs))
+
+
 def kink_free_batch(net: manual.MLP, batch: int, seed: int, margin: float = KINK_MARGIN, tries: int = 1000):
-    """The first ``random_batch`` (seeds seed, seed + 1, …) whose pre-activations all stay ``margin`` from kinks."""
+    """The first ``random_batch`` (seeds seed, seed + 1, …) whose pre-activations all stay ``margin`` from kinks
+    and, with batch norm, whose normalised features all have a batch variance of at least ``BN_VARIANCE_MARGIN``."""
+    clear_of_kinks = 0
     for s in range(seed, seed + tries):
         X, y = random_batch(net, batch, s)
         if kink_distance(net, X) >= margin:
-            return X, y
+            if smallest_bn_variance(net, X) >= BN_VARIANCE_MARGIN:
+                return X, y
+            clear_of_kinks += 1
+    if clear_of_kinks:
+        raise ValueError(f"no batch in {tries} tries gives every batch-normalised feature of the "
+                         f"{net.activation.name} network a batch variance of at least {BN_VARIANCE_MARGIN:g} (batch "
+                         f"norm's eps is {BN_EPS:g}; near it finite differences are too coarse); try another seed "
+                         "or a larger --batch")
     raise ValueError(f"no batch in {tries} tries keeps every pre-activation {margin} away from a kink of "
                      f"{net.activation.name} (a layer of dead units makes the next layer's z exactly its bias); "
                      "try another seed or init")
