@@ -50,6 +50,25 @@ def test_float32_passes_with_its_own_tolerances(tmp_path, capsys):
     assert "tolerances: autograd 0.0001, finite differences 0.0001" in capsys.readouterr().out
 
 
+def test_float32_batch_norm_passes_where_the_exact_gradient_is_zero(tmp_path):
+    """identity + batch norm: every β but the last has gradient exactly 0, which float32 returns as noise of about
+    ε₃₂·max|∂E/∂θ|; compared in absolute terms below FLOAT32_FLOOR, it passes (it failed 12 rows)."""
+    args = ["gradcheck", "--activations", "identity", "--depths", "2", "3", "6", "--batch-norm", "--dtype", "float32"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    _, rows = read_rows(tmp_path)
+    betas = [r for r in rows if r["batch_norm"] == "True" and ".bias" in r["parameter"] and "norms" in r["parameter"]]
+    assert betas and all(r["passed"] == "True" for r in betas)
+
+
+def test_a_float32_network_with_a_wrong_derivative_still_fails(tmp_path, monkeypatch):
+    """The float32 floor does not hide a real error: tanh' as 1 − tanh(z) fails every hidden parameter."""
+    monkeypatch.setitem(ACTIVATIONS, "tanh", Activation("tanh", tanh, lambda z: 1 - np.tanh(z), max_slope=1.0))
+    assert main(["gradcheck", *SMALL_GRID, "--dtype", "float32", "--out", str(tmp_path)]) == 1
+    _, rows = read_rows(tmp_path)
+    broken = [r for r in rows if r["activation"] == "tanh" and not r["parameter"].startswith(f"layers.{r['depth']}.")]
+    assert broken and all(r["passed"] == "False" for r in broken)
+
+
 def test_a_wrong_derivative_fails(tmp_path, monkeypatch, capsys):
     """tanh'(z) written as 1 − tanh(z) instead of 1 − tanh²(z): both references must catch it."""
     monkeypatch.setitem(ACTIVATIONS, "tanh", Activation("tanh", tanh, lambda z: 1 - np.tanh(z), max_slope=1.0))

@@ -57,6 +57,11 @@ FD_FLOOR = 1e-4
 # noise, which no relative comparison can judge. Entries below GRAD_FLOOR × the network's largest gradient
 # entry are compared with autograd in absolute terms, |error| ≤ tol·GRAD_FLOOR·max|∂E/∂θ|.
 GRAD_FLOOR = 1e-4
+# In float32 that noise is about ε₃₂·max|∂E/∂θ| (5e-8 × the largest entry measured for those β): entries of a float32
+# network below FLOAT32_FLOOR × its largest gradient entry are compared in absolute terms against both references,
+# |error| ≤ tol·FLOAT32_FLOOR·max|∂E/∂θ| ≈ 8·ε₃₂·max|∂E/∂θ| at the float32 tolerance. (float32 is for speed: verify
+# in float64, where no such floor is needed.)
+FLOAT32_FLOOR = 1e-2
 # Points where an activation is not twice differentiable (``Activation.kinks``: relu's kink,
 # softplus's switch to the linear regime): a finite difference straddling one is not a derivative.
 KINK_MARGIN = 1e-2  # every pre-activation of a checked batch stays this far from a kink (≫ 2·FD_STEP)
@@ -234,10 +239,12 @@ def check_network(net: manual.MLP, X, y) -> list[ParamCheck]:
     auto = autograd_loss_and_grads(torch_twin(net), X, y)[1] if has_torch_twin(net) else None
     fd = fd_grads(net, X, y)
     nan = float("nan")
-    floor = GRAD_FLOOR * max(float(np.abs(g).max(initial=0.0)) for g in grads.values())
+    largest = max(float(np.abs(g).max(initial=0.0)) for g in grads.values())
+    noise = FLOAT32_FLOOR * largest if net.dtype == np.float32 else 0.0
+    floor, fd_scale = max(GRAD_FLOOR * largest, noise), max(fd_floor(loss), noise)
     return [ParamCheck(k, g.shape, nan if auto is None else max_abs_err(g, auto[k]),
                        nan if auto is None else max_rel_err(g, auto[k], floor),
-                       max_abs_err(g, fd[k]), max_rel_err(g, fd[k], fd_floor(loss))) for k, g in grads.items()]
+                       max_abs_err(g, fd[k]), max_rel_err(g, fd[k], fd_scale)) for k, g in grads.items()]
 
 
 def layer_sizes(depth: int, width: int) -> list[int]:
