@@ -18,11 +18,11 @@ from experiments.files import check_output_folder, write_atomically, write_csv
 from experiments.report.plots import (DIVERGED_ERROR, accuracy_axis, plot_comparisons, plot_curve_differences,
                                       plot_inactive_units, plot_layer_profiles, plot_learning_curves,
                                       plot_test_accuracy, plot_tuning)
-from experiments.report.study import (ReportError, Study, arm_summary, comparisons, curve_differences,
-                                      diagnostics, open_study)
-from experiments.report.text import (INACTIVE_TEXT, comparisons_table, curve_table, diagnostics_table,
-                                     diverged_table, environment_table, findings, md_table, setup_text,
-                                     summary_table, tuning_table)
+from experiments.report.study import (ReportError, Study, arm_summary, clipping, comparisons, curve_differences,
+                                      diagnostics, open_study, tuning_edges)
+from experiments.report.text import (clipping_table, comparisons_table, curve_table, diagnostics_table,
+                                     diverged_table, environment_table, findings, inactive_text, md_table,
+                                     overview_table, setup_text, summary_table, tuning_table)
 
 __all__ = ["ReportError", "Study", "open_study", "findings", "md_table", "arm_summary", "comparisons",
            "diagnostics", "curve_differences", "accuracy_axis", "DIVERGED_ERROR", "write_study_report",
@@ -42,6 +42,9 @@ def write_study_report(folder: Path | str) -> Path:
     if len(study.final):
         summary, table, diag = arm_summary(study), comparisons(study), diagnostics(study)
         write_csv(table, study.folder / "comparisons.csv")
+        overview = overview_table(study, summary)
+        if overview:
+            parts += ["## All groups at a glance", overview]
         parts += ["## Final test accuracy per group"]
         for group in study.groups:
             parts += [f"### {group}" if len(study.groups) > 1 else "", summary_table(study, summary, group)]
@@ -61,13 +64,21 @@ def write_study_report(folder: Path | str) -> Path:
             parts += ["## Learning curves that coincide", curve_table(diffs),
                       f"![curve differences]({plot_curve_differences(study, diffs)})"]
         parts += ["## Learning curves", f"![learning curves]({plot_learning_curves(study)})"]
-        tuning = tuning_table(study) if len(study.tune) else ""
+        clip = clipping(study)
+        if len(clip):
+            parts += ["## Gradient clipping",
+                      "How often clipping acted: the fraction of training steps whose gradients it changed "
+                      "(`clip_frac` in `epochs.csv`), mean over the final seeds.", clipping_table(study, clip, summary)]
+        tuning = tuning_table(study, tuning_edges(study)) if len(study.tune) else ""
         if tuning:
-            parts += ["## Tuning (mean validation accuracy of the tuning seeds; bold = chosen)", tuning]
+            parts += ["## Tuning (mean validation accuracy of the tuning seeds; bold = chosen)",
+                      "A choice at the top or bottom of its arm's grid is flagged: the best value may lie beyond "
+                      "the grid.", tuning]
             plot = plot_tuning(study, summary)
             if plot:
                 parts += [f"![tuning]({plot})"]
-        parts += ["## Per-layer gradients, activations and inactive units", INACTIVE_TEXT, diagnostics_table(diag),
+        parts += ["## Per-layer gradients, activations and inactive units", inactive_text(diag),
+                  diagnostics_table(diag),
                   f"![per-layer profiles]({plot_layer_profiles(study)})",
                   f"![inactive units]({plot_inactive_units(study, diag)})"]
         diverged = diverged_table(study)
@@ -122,10 +133,14 @@ def study_folders(root: Path) -> list:
 
 def run(args) -> int:
     root = Path(args.results)
+    if (root / "plan.csv").is_file():  # a study folder itself: its own report, no overview above it
+        check_output_folder(root, "--results")
+        print(f"wrote {write_study_report(root)}")
+        return 0
     folders = study_folders(root)
     if not folders:
-        raise ReportError(f"no study folder (one with plan.csv) under {root}; run a study first, e.g. "
-                          f"`python -m experiments all --quick`, or give its parent folder with --results")
+        raise ReportError(f"no study folder (one with plan.csv) under {root}, and {root} is not one itself; run a "
+                          f"study first, e.g. `python -m experiments all --quick`")
     for folder in [root, *folders]:
         check_output_folder(folder, "--results")
     for folder in folders:
@@ -141,7 +156,8 @@ def add_parser(subparsers) -> None:
                     "whatever the study, and writes their comparisons.csv (paired tests per pair of arms), PNG "
                     "plots (test accuracy with bounded 95% intervals, paired differences, learning curves, "
                     "tuning, per-layer gradient and activation profiles, inactive units) and REPORT.md, then "
-                    "--results/REPORT.md with the findings of all studies. Trains nothing.")
+                    "--results/REPORT.md with the findings of all studies. When --results is itself a study "
+                    "folder, only its own report is rebuilt. Trains nothing.")
     p.add_argument("--results", default="results", metavar="DIR",
-                   help="folder holding the study folders (default: %(default)s)")
+                   help="a folder holding study folders, or one study folder (default: %(default)s)")
     p.set_defaults(run=run)

@@ -2,15 +2,20 @@
 
 Accuracy is in % everywhere. Accuracy axes use a log scale of the error (1 − accuracy) with ticks labelled
 in accuracy, so that 97% against 98% stays visible next to a 10% run. Arms that coincide stay visible:
-each arm has its own marker and a small horizontal offset within its group.
+each arm has its own marker and a small horizontal offset within its group; dead and saturated units get
+panels of their own, and arms that sit at 0% throughout are named in a note instead of being drawn on top
+of each other. Differences that span orders of magnitude get a symmetric-log axis, so the small ones stay
+readable next to the large ones.
 """
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, SymmetricalLogLocator
 
 from experiments.files import write_atomically
 from experiments.report.study import CURVE_METRICS, Study, curves, is_hidden, layer_means
@@ -97,7 +102,20 @@ def grid_figure(n_rows: int, n_cols: int, width: float = 6.0, height: float = 3.
     return fig, WrappedAxes(fig.subplots(n_rows * blocks, cols, squeeze=False), n_rows, n_cols, cols)
 
 
+def wrapped(fig: Figure, text: str, fontsize: float = 12) -> str:
+    """``text`` with each of its lines wrapped to the figure's width (about 11 characters per inch at 12 pt),
+    so that a title never runs past the edge of a one-panel figure."""
+    width = max(40, int(fig.get_figwidth() * 11 * 12 / fontsize))
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
 def save(fig: Figure, study: Study, name: str, legend_ax=None) -> str:
+    """Write the figure as ``name`` in the study's folder (titles wrapped to its width; one legend for all
+    panels, from ``legend_ax``, on the right)."""
+    if fig.get_suptitle():
+        fig.suptitle(wrapped(fig, fig.get_suptitle()))
+    if fig.get_supxlabel():
+        fig.supxlabel(wrapped(fig, fig.get_supxlabel(), 9), fontsize=9)
     if legend_ax is not None:
         handles, labels = legend_ax.get_legend_handles_labels()
         by_label = dict(zip(labels, handles))
@@ -117,34 +135,64 @@ def plot_test_accuracy(study: Study, summary: pd.DataFrame) -> str:
             ax.scatter(i + jitter, run_errors(seeds, "test_acc"), color=color, s=14, alpha=0.6,
                        marker=study.marker(row["arm"]))
             ci = row["test"]
+            # labels run upwards beside the arm's own diamond, so they never reach the next arm's dots
+            label = dict(textcoords="offset points", fontsize=8, rotation=90, ha="left")
             if ci.n:
                 err = error_of(ci.mean)
                 low, high = (ci.low, ci.high) if ci.n > 1 else (ci.mean, ci.mean)
                 ax.errorbar([i + 0.3], [err], yerr=[[err - error_of(high)], [error_of(low) - err]], color=color,
                             marker="D", ms=6, capsize=4, lw=2)
-                flag = " (seeds disagree)" if row["disagree"] else ""
-                ax.annotate(f"{ci.mean:.2%}{flag}", (i + 0.3, err), xytext=(6, 0), textcoords="offset points",
-                            fontsize=8, va="center", color="firebrick" if flag else "black")
+                flag = "*" if row["disagree"] else ""
+                ax.annotate(f"{ci.mean:.2%}{flag}", (i + 0.3, err), xytext=(5, 0), va="center",
+                            color="firebrick" if flag else "black", **label)
+            elif len(seeds):
+                ax.annotate("every seed diverged*", (i + 0.3, DIVERGED_ERROR), xytext=(-4, 6), va="bottom",
+                            color="firebrick", **label)
         ax.set_xticks(range(len(rows)), rows["arm"], rotation=30, ha="right")
         ax.set_xlim(-0.6, len(rows) + 0.2)
         accuracy_axis(ax, "test accuracy", [c.mean for c in rows["test"]])
         ax.set_title(group)
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("Final test accuracy: mean with 95% interval (t on the logit scale, inside [0, 100]%)\n"
-                 "dots = single seeds (left), diamond = mean (right)")
+                 "dots = single seeds (left), diamond = mean (right); * = seeds disagree wildly (> 5 points apart "
+                 "or some diverged)")
     return save(fig, study, "test_accuracy.png")
 
 
+def nice(value: float) -> float:
+    """``value`` rounded down to 1, 2 or 5 times a power of ten."""
+    power = 10 ** math.floor(math.log10(value))
+    return max(m for m in (1, 2, 5) if m * power <= value) * power
+
+
+def difference_axis(ax, bounds: np.ndarray) -> str:
+    """A linear x axis for differences, or — when they span more than 20 times their median size — a symmetric
+    log axis, linear within ±(that median, rounded), so that small intervals stay readable beside a huge
+    one; returns a note saying which."""
+    size = np.abs(bounds[np.isfinite(bounds)])
+    if not len(size) or size.max() <= 20 * max(np.median(size), 1e-12) or size.max() < 1:
+        return ""
+    linear = nice(max(float(np.median(size)), 0.01))
+    ax.set_xscale("symlog", linthresh=linear, linscale=1.0)
+    ax.axvspan(-linear, linear, color="0.93", lw=0, zorder=0)
+    ax.xaxis.set_major_locator(SymmetricalLogLocator(linthresh=linear, base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.tick_params(axis="x", labelsize=8)
+    return f"symmetric log scale: linear within ±{linear:g} (shaded)"
+
+
 def plot_comparisons(study: Study, table: pd.DataFrame) -> str | None:
-    """Per group, every pair's mean per-seed difference with its 95% interval (a forest plot)."""
+    """Per group, every comparable pair's mean per-seed difference with its 95% interval (a forest plot);
+    pairs without 2 seeds on which both finished are named in the panel instead."""
     groups = [g for g in study.groups if (table["group"] == g).any()]
     if not groups:
         return None
-    most = max(int((table["group"] == g).sum()) for g in groups)
-    fig, axes = grid_figure(1, len(groups), width=6.5, height=max(2.2, 0.32 * most + 1.4))
+    most = max(int(((table["group"] == g) & (table["n"] >= 2)).sum()) for g in groups)
+    fig, axes = grid_figure(1, len(groups), width=6.5, height=max(2.2, 0.32 * most + 1.6))
     for col, group in enumerate(groups):
         ax = axes[0, col]
         rows = table[table["group"] == group].reset_index(drop=True)
+        skipped, rows = rows[rows["n"] < 2], rows[rows["n"] >= 2].reset_index(drop=True)
         y = np.arange(len(rows))[::-1]
         significant = rows["p_holm"] < 0.05
         for yi, (_, r), sig in zip(y, rows.iterrows(), significant):
@@ -155,7 +203,13 @@ def plot_comparisons(study: Study, table: pd.DataFrame) -> str | None:
                         capsize=3, lw=1.5)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(y, [f"{r['arm_a']} − {r['arm_b']}" for _, r in rows.iterrows()], fontsize=8)
-        ax.set_xlabel("difference in test accuracy (percentage points)")
+        scale = difference_axis(ax, rows[["ci_low", "ci_high", "mean_diff"]].to_numpy(dtype=float).ravel())
+        ax.set_xlabel("difference in test accuracy (percentage points)" + (f"\n{scale}" if scale else ""))
+        if len(skipped):
+            names = ", ".join(f"{r['arm_a']} − {r['arm_b']}" for _, r in skipped.iterrows())
+            ax.text(0.01, 0.99, f"not comparable (< 2 seeds both finished):\n{names}", transform=ax.transAxes,
+                    fontsize=7, va="top", color="firebrick", wrap=True)
+            ax.set_ylim(-0.7, max(len(rows), 1) + 0.9)
         ax.set_title(group)
         ax.grid(alpha=0.3, axis="x")
     fig.suptitle("Paired differences per seed: mean with 95% CI\nblue = separable (Holm-corrected paired "
@@ -240,7 +294,7 @@ def plot_layer_profiles(study: Study) -> str:
     fig, axes = grid_figure(3, len(study.groups))
     init, end = layer_means(study, "init"), layer_means(study, "end")
     panels = ((init, "grad_norm", "‖∂E/∂W‖ at initialisation (log)", True),
-              (init, "act_std", "activation std at initialisation", False),
+              (init, "act_std", "activation std at initialisation (log)", True),
               (end, "grad_norm", "‖∂E/∂W‖ after training (log)", True))
     for row, (layers, metric, label, log) in enumerate(panels):
         for col, group in enumerate(study.groups):
@@ -261,36 +315,70 @@ def plot_layer_profiles(study: Study) -> str:
     return save(fig, study, "layer_profiles.png", axes[0, 0])
 
 
+INACTIVE_LABELS = {"dead": "dead hidden units (%)\nf' = 0 on every probe image",
+                   "saturated": "saturated outputs (%)\nin the flat tails, per unit and image"}
+NEAR_ZERO = 0.1  # percent: arms that never exceed it are named in a note on the panel, not drawn
+
+
+def inactive_panels(groups: list, arms_of, diag: pd.DataFrame) -> list:
+    """The panels of the inactive-units figure: (group, measure) for each group and each measure ("dead",
+    "saturated") that applies to at least one of its arms (``diag``'s ``inactive``; ``arms_of(group)``)."""
+    kind = {(r["group"], r["arm"]): r["inactive"] for _, r in diag.iterrows()}
+    return [(group, which) for group in groups for which in ("dead", "saturated")
+            if any(kind.get((group, arm)) == which for arm in arms_of(group))]
+
+
 def plot_inactive_units(study: Study, diag: pd.DataFrame) -> str:
-    """Over training, the fraction of inactive hidden units in the sense that applies to each arm: dead
-    (ReLU family) or saturated (sigmoid, tanh)."""
-    fig, axes = grid_figure(1, len(study.groups), height=4.0)
+    """Over training, the fraction of inactive hidden units in the one sense that applies to each arm's
+    activation (``diagnostics``' ``inactive``): a panel per group and measure, so dead and saturated lines
+    never share an axis; arms that stay below ``NEAR_ZERO`` are named on the panel, and arms to which
+    neither measure applies are named under the figure."""
     layers = study.tables.layers.merge(study.final[["key", "group", "arm"]], on="key")
     layers = layers[is_hidden(layers)]
     per_run = layers.groupby(["group", "arm", "key", "epoch"], sort=False)[["dead_frac", "saturated_frac"]] \
         .mean().reset_index()
     kind = {(r["group"], r["arm"]): r["inactive"] for _, r in diag.iterrows()}
-    for col, group in enumerate(study.groups):
+    unfinished = {(r["group"], r["arm"]) for _, r in diag.iterrows() if not r["finished"]}
+    last_epoch = float(per_run["epoch"].max()) if len(per_run) else 1.0
+    panels = inactive_panels(study.groups, study.arms_of, diag)
+    neither = list(dict.fromkeys(arm for (group, arm), which in kind.items() if pd.isna(which)))
+    fig, axes = grid_figure(1, max(len(panels), 1), height=4.0)
+    for col, (group, which) in enumerate(panels):
         ax = axes[0, col]
+        flat = []
         for arm in study.arms_of(group):
             df = per_run[(per_run["group"] == group) & (per_run["arm"] == arm)]
-            which = kind.get((group, arm), "dead")
-            if not len(df):
+            if kind.get((group, arm)) != which or not len(df):
                 continue
             table = df.pivot(index="key", columns="epoch", values=f"{which}_frac") * 100
-            stats = [mean_ci(table[c]) for c in table.columns]
+            mean = np.array([mean_ci(table[c]).mean for c in table.columns])
+            if np.nanmax(np.append(mean, 0)) < NEAR_ZERO:
+                flat.append(f"{arm} ({'0%' if np.nanmax(np.append(mean, 0)) == 0 else f'< {NEAR_ZERO:g}%'})")
+                continue
             x = np.asarray(table.columns, dtype=float) + study.offset(group, arm)
-            ax.plot(x, [s.mean for s in stats], ls="-" if which == "dead" else "--", ms=4, lw=1.2,
-                    color=study.color(arm), marker=study.marker(arm), label=f"{arm} ({which})")
-        ax.set_ylabel("inactive hidden units (%)")
+            ax.plot(x, mean, ls="-" if which == "dead" else "--", ms=4, lw=1.2, color=study.color(arm),
+                    marker=study.marker(arm),
+                    label=arm + (" (every seed diverged)" if (group, arm) in unfinished else ""))
+        ax.set_ylabel(INACTIVE_LABELS[which], fontsize=9)
         epoch_axis(ax, "epoch (0 = initialisation)")
-        ax.set_title(group)
-        ax.set_ylim(-1, max(5, ax.get_ylim()[1]))
+        ax.set_title(f"{group}: {which}", fontsize=10)
+        ax.set_ylim(-1, max(5, ax.get_ylim()[1] * 1.15))
+        ax.set_xlim(-0.4, last_epoch + 0.4)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("Inactive hidden units, mean over hidden layers and seeds. Solid, dead: f' = 0 on every probe "
-                 "image (ReLU's flat side).\nDashed, saturated: outputs in the flat tails (|tanh| > 0.97, σ "
-                 "within 0.03 of 0 or 1), per unit and image (Glorot & Bengio 2010)")
+        if flat:
+            ax.text(0.02, 0.97, f"below {NEAR_ZERO:g}% throughout (not drawn):\n" + "\n".join(flat),
+                    transform=ax.transAxes, fontsize=7, va="top", color="0.3")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
+    if not panels:
+        axes[0, 0].set_axis_off()
+    fig.suptitle("Inactive hidden units over training, mean over hidden layers and seeds, each in its sense\n"
+                 "dead (solid): f' = 0 on every probe image (where f' is 0 on an interval, as ReLU's)\n"
+                 "saturated (dashed): outputs in flat tails, |tanh| > 0.97 or σ within 0.03 of 0 or 1 (Glorot & "
+                 "Bengio 2010)")
+    if neither:
+        fig.supxlabel(f"Neither applies (f' > 0 everywhere, or 0 only at isolated points: no unit can be dead; no "
+                      f"flat tails measured), not shown: {', '.join(neither)}", fontsize=9)
     return save(fig, study, "inactive_units.png")
 
 

@@ -7,6 +7,7 @@ from the folder's ``spec.json`` (written by ``experiments.plan``), with neutral 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -56,6 +57,33 @@ class Study:
     @property
     def target(self) -> float:
         return float(self.spec.get("target", 0.97))
+
+    @property
+    def baseline(self) -> str | None:
+        """The spec's ``baseline``: the compare label each group's other arms are measured against."""
+        name = self.spec.get("baseline")
+        return name if name in self.arms else None
+
+    @property
+    def group_axes(self) -> list:
+        """The grid axes that make the groups, in the spec's order (``spec.json``'s ``groups``)."""
+        return list(self.spec.get("groups", []))
+
+    def group_labels(self, group: str) -> dict | None:
+        """The label of each group axis for ``group`` (``{"activation": "relu", "init": "he", ...}``), or
+        None when it cannot be told: from ``spec.json``'s ``axes`` when it lists the labels, else by splitting
+        the group's name (the labels joined by ", ") when that gives one part per axis."""
+        axes = self.group_axes
+        if not axes:
+            return None
+        labels = self.spec.get("axes", {})
+        if all(a in labels for a in axes):
+            for combo in itertools.product(*(labels[a] for a in axes)):
+                if ", ".join(combo) == group:
+                    return dict(zip(axes, combo))
+            return None
+        parts = group.split(", ")
+        return dict(zip(axes, parts)) if len(parts) == len(axes) else None
 
     def arms_of(self, group: str) -> list:
         names = self.tables.plan.loc[self.tables.plan["group"] == group, "arm"]
@@ -128,10 +156,14 @@ def arm_summary(study: Study) -> pd.DataFrame:
                 continue
             ok = runs[runs["status"] == "ok"]
             hit = reach.reindex(runs["key"])
+            diverged = runs[runs["status"] == "diverged"]
             rows.append({"group": group, "arm": arm, "tuned": tuned_text(study, runs), "runs": len(runs),
                          "ok": len(ok), "test": accuracy_ci(ok["test_acc"]), "val": accuracy_ci(ok["final_val_acc"]),
                          "train_loss": mean_ci(ok["final_train_loss"]), "time": runs["wall_time_s"].mean(),
-                         "disagree": seeds_disagree(runs["test_acc"], runs["status"]),
+                         "diverged": len(diverged),
+                         "diverged_epochs": sorted(set(diverged["epochs_done"].astype(int))) if len(diverged) else [],
+                         # an arm whose every seed diverged counts too: nothing of it can be compared
+                         "disagree": seeds_disagree(runs["test_acc"], runs["status"]) or len(diverged) == len(runs),
                          "reached": int(hit["epoch"].notna().sum()),
                          "reach_epoch": float(hit["epoch"].median()), "reach_s": float(hit["seconds"].median()),
                          "spread": (ok["test_acc"].min(), ok["test_acc"].max()) if len(ok) else (math.nan,) * 2})
@@ -204,29 +236,133 @@ def layer_means(study: Study, epoch: str) -> pd.DataFrame:
     return layers.groupby(["group", "arm", "layer", "hidden"], sort=False)[stats].mean().reset_index()
 
 
-def diagnostics(study: Study) -> pd.DataFrame:
-    """One row per (group, arm): first- and last-layer gradient norms, dead and saturated hidden fractions.
+DEAD_PROBE = np.linspace(-5.0, 5.0, 1001)  # where f' is searched for an interval of exact zeros (float64)
 
-    ``inactive``: which measure applies to the arm's activation — "saturated" (outputs in flat tails, for
-    activations that have them: sigmoid, tanh) or "dead" (f' = 0 on every probe image: ReLU's flat side).
+
+def inactive_measure(activation, saturated_recorded: bool = False, dead_recorded: bool = False) -> str | None:
+    """Which measure of inactive units applies to ``activation`` (a name):
+
+    - "saturated" when it defines flat tails (``Activation.saturated``: sigmoid, tanh), where f' ≈ 0;
+    - "dead" when f' is exactly 0 on an interval of z (ReLU's z < 0), searched for in float64 on z in
+      [−5, 5], where no rounding makes a 0 (f' underflows to 0 only far out in a tail: GELU's for
+      z < −7 in float64, softplus's in float32 below z ≈ −88);
+    - None when neither applies: f' > 0 everywhere (leaky ReLU, ELU, softplus, identity) or 0 at isolated
+      points only (GELU, Swish), so no unit can be dead, and no flat tails are defined.
+
+    An activation this process does not know (a plug-in that is not loaded: the report reads CSV files and
+    runs no plug-in code) is judged by what its runs recorded: "saturated" when they measured saturation,
+    "dead" when some unit was recorded dead, else None."""
+    act = registered(activation)
+    if act is None:
+        return "saturated" if saturated_recorded else "dead" if dead_recorded else None
+    if act.saturated is not None:
+        return "saturated"
+    with np.errstate(all="ignore"):
+        zero = np.asarray(act.df(DEAD_PROBE), dtype=float) == 0
+    return "dead" if bool(np.any(zero[1:] & zero[:-1])) else None
+
+
+def registered(activation):
+    """The ``manual.activations`` record of ``activation`` in this process, or None (e.g. a plug-in not loaded)."""
+    from manual.activations import ACTIVATIONS
+
+    return ACTIVATIONS.get(str(activation))
+
+
+def study_order(study: Study, df: pd.DataFrame) -> pd.DataFrame:
+    """``df``'s rows (with group and arm columns) in the plan's order: group by group, arms as planned."""
+    if not len(df):
+        return df
+    groups, arms = {g: i for i, g in enumerate(study.groups)}, {a: i for i, a in enumerate(study.arms)}
+    order = [(groups.get(g, len(groups)), arms.get(a, len(arms))) for g, a in zip(df["group"], df["arm"])]
+    return df.assign(_order=order).sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def diagnostics(study: Study) -> pd.DataFrame:
+    """One row per (group, arm), in the plan's order: first- and last-layer gradient norms (and the largest
+    layer's) at initialisation and at the end, dead and saturated hidden fractions.
+
+    ``inactive``: the measure that applies to the arm's activation (``inactive_measure``): "dead",
+    "saturated", or missing (NaN) when neither does. ``finished``: whether any final seed finished (else the
+    end columns are NaN).
     """
     rows = []
     start, end = layer_means(study, "init"), layer_means(study, "end")
+    activation = {} if "activation" not in study.final.columns else \
+        study.final.groupby(["group", "arm"], sort=False)["activation"].first().to_dict()
     for (group, arm), init in start.groupby(["group", "arm"], sort=False):
         last = end[(end["group"] == group) & (end["arm"] == arm)]
-        row = {"group": group, "arm": arm, "layers": len(init)}
+        row = {"group": group, "arm": arm, "layers": len(init), "finished": bool(len(last)),
+               "activation": activation.get((group, arm))}
         for when, df in (("init", init), ("end", last)):
             hidden = df[df["hidden"]]
             row[f"grad_first_{when}"] = df["grad_norm"].iloc[0] if len(df) else math.nan
             row[f"grad_last_{when}"] = df["grad_norm"].iloc[-1] if len(df) else math.nan
+            row[f"grad_max_{when}"] = df["grad_norm"].max() if len(df) else math.nan
             row[f"dead_{when}"] = hidden["dead_frac"].mean()
             row[f"dead_max_{when}"] = hidden["dead_frac"].max()
             row[f"saturated_{when}"] = hidden["saturated_frac"].mean()
-        row["inactive"] = "dead" if np.isnan(row["saturated_init"]) else "saturated"
+        recorded = not np.isnan(row["saturated_init"])
+        dead = bool((init["dead_frac"][init["hidden"]].fillna(0) > 0).any() or
+                    (last["dead_frac"][last["hidden"]].fillna(0) > 0).any())
+        row["inactive"] = inactive_measure(row["activation"], recorded, dead) if row["activation"] is not None \
+            else "saturated" if recorded else "dead"
         rows.append(row)
-    df = pd.DataFrame(rows)
+    df = study_order(study, pd.DataFrame(rows))
     if len(df):
         for when in ("init", "end"):
             df[f"grad_ratio_{when}"] = df[f"grad_first_{when}"] / df[f"grad_last_{when}"]
-            df[f"inactive_{when}"] = np.where(df["inactive"] == "dead", df[f"dead_{when}"], df[f"saturated_{when}"])
+            df[f"inactive_{when}"] = np.select([df["inactive"] == "dead", df["inactive"] == "saturated"],
+                                               [df[f"dead_{when}"], df[f"saturated_{when}"]], math.nan)
     return df
+
+
+# --------------------------------------------------------------------------- clipping and tuning
+def clipping(study: Study) -> pd.DataFrame:
+    """One row per (group, arm) whose final runs clip their gradients: the setting, and the fraction of
+    steps whose gradients clipping changed (``clip_frac`` of epochs.csv), averaged over the seeds' epochs
+    (``mean``), in the first epoch and in the last one recorded."""
+    columns = ["group", "arm", "setting", "mean", "first", "last", "epochs"]
+    kinds = [c for c in ("clip_grad_norm", "clip_grad_value") if c in study.final.columns]
+    if not kinds or "clip_frac" not in study.tables.epochs.columns or not len(study.final):
+        return pd.DataFrame(columns=columns)
+    clipped = study.final[study.final[kinds].notna().any(axis=1)]
+    epochs = study.tables.epochs.merge(clipped[["key", "group", "arm"]], on="key")
+    rows = []
+    for (group, arm), runs in clipped.groupby(["group", "arm"], sort=False):
+        e = epochs[(epochs["group"] == group) & (epochs["arm"] == arm)]
+        per_epoch = e.groupby("epoch")["clip_frac"].mean()
+        first = runs.iloc[0]
+        setting = ", ".join(f"{k.replace('clip_grad_', '')} {float(first[k]):g}" for k in kinds if pd.notna(first[k]))
+        rows.append({"group": group, "arm": arm, "setting": setting, "mean": float(e["clip_frac"].mean()),
+                     "first": float(per_epoch.iloc[0]) if len(per_epoch) else math.nan,
+                     "last": float(per_epoch.iloc[-1]) if len(per_epoch) else math.nan, "epochs": len(per_epoch)})
+    return study_order(study, pd.DataFrame(rows, columns=columns))
+
+
+def tuning_edges(study: Study) -> pd.DataFrame:
+    """The tuned choices at the edge of their arm's grid: one row per (group, arm, key) whose chosen value
+    is the largest ("top") or smallest ("bottom") of two or more numeric candidates, unless every candidate
+    scored the same (then the first is kept by the tie rule, and no value beyond would do better)."""
+    columns = ["group", "arm", "key", "value", "edge"]
+    rows = []
+    for group in study.groups:
+        for arm in study.arms_of(group):
+            tune, chosen = study.runs_of(group, arm, "tune"), study.runs_of(group, arm)
+            if not len(tune) or not len(chosen):
+                continue
+            keys = [k for k in study.tuned if k in tune.columns]
+            scores = tune.groupby(keys)["final_val_acc"].mean() if keys else pd.Series(dtype=float)
+            if scores.nunique() < 2:
+                continue
+            for key in keys:
+                if not pd.api.types.is_numeric_dtype(tune[key]):
+                    continue
+                values = sorted(tune[key].dropna().unique())
+                value = chosen[key].iloc[0]
+                if len(values) < 2 or pd.isna(value):
+                    continue
+                edge = "top" if np.isclose(value, values[-1]) else "bottom" if np.isclose(value, values[0]) else None
+                if edge:
+                    rows.append({"group": group, "arm": arm, "key": key, "value": float(value), "edge": edge})
+    return pd.DataFrame(rows, columns=columns)

@@ -7,6 +7,7 @@ plugins = ["examples/mish.py"]         # optional: plug-in files or "module:attr
 compare = "activation"                 # the grid axis the report compares (optional with one grid key)
 seeds = 5                              # final seeds: a count (fresh seeds, never a tuning seed) or a list
 target = 0.97                          # optional: the validation accuracy "time to result" waits for
+baseline = "relu"                      # optional: the compare label the others are measured against
 [base]                                 # RunConfig fields shared by every run (the options of `train`)
 optimizer = "Adam"
 [grid]                                 # the cross product gives the arms; keys other than compare: groups
@@ -47,7 +48,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-TOP_KEYS = ("name", "description", "plugins", "compare", "seeds", "target", "base", "grid", "tune", "quick")
+TOP_KEYS = ("name", "description", "plugins", "compare", "seeds", "target", "baseline", "base", "grid", "tune",
+            "quick")
 TABLES = ("base", "grid", "tune", "quick")
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 SPEC_ONLY = ("seed",)  # set by the spec's seeds, never by [base]/[grid]/[tune]
@@ -82,6 +84,7 @@ class Spec:
     target: float = DEFAULT_TARGET
     description: str = ""
     source: str = "<spec>"
+    baseline: str = ""  # a label of the compare axis, or "" for none: the arm each group's others are measured against
 
     @property
     def group_axes(self) -> tuple:
@@ -93,6 +96,7 @@ class Spec:
                 "seeds": list(self.seeds), "tune_seeds": list(self.tune_seeds), "target": self.target,
                 "tuned": sorted({k for a in self.axes for t in a.tunes for k in t} | set(self.tune)),
                 "groups": [a.name for a in self.group_axes], "plugins": list(self.plugins),
+                "baseline": self.baseline or None, "axes": {a.name: list(a.labels) for a in self.axes},
                 "base": {k: list(v) if isinstance(v, tuple) else v for k, v in self.base.items()}}
 
 
@@ -224,7 +228,8 @@ def apply_override(raw: dict, path: str, value, lines: Lines, origin: str | None
                             f" a RunConfig field, or base./grid./tune.<field>")
         parts = ["base", parts[0]]
     if parts[0] not in TOP_KEYS or parts[0] == "quick" or len(parts) > 2 or (parts[0] in TABLES) != (len(parts) == 2):
-        raise SpecError(f"--set {path}: unknown key; valid: a top-level key ({', '.join(TOP_KEYS[:6])}) or "
+        raise SpecError(f"--set {path}: unknown key; valid: a top-level key "
+                        f"({', '.join(k for k in TOP_KEYS if k not in TABLES)}) or "
                         f"base.<field>, grid.<field>, tune.<field>")
     if len(parts) == 1:
         raw[parts[0]] = value
@@ -358,6 +363,12 @@ def build(raw: dict, lines: Lines, load_plugins=None) -> Spec:
         compare = axes[0].name
     if not isinstance(compare, str) or compare not in grid:
         fail(lines, "compare", f"expected one of the grid keys ({', '.join(grid)}), got {compare!r}")
+    baseline = raw.get("baseline", "")
+    labels = next(a.labels for a in axes if a.name == compare)
+    if "baseline" in raw and (not isinstance(baseline, str) or baseline not in labels):
+        hint = f"; an override of grid.{compare} left it out: add --set baseline=LABEL" \
+            if f"grid.{compare}" in lines.overridden else ""
+        fail(lines, "baseline", f"expected one of the {compare} labels ({', '.join(labels)}), got {baseline!r}{hint}")
 
     tuned = set(tune) | {k for a in axes for t in a.tunes for k in t}
     tune_seeds = ()
@@ -377,7 +388,7 @@ def build(raw: dict, lines: Lines, load_plugins=None) -> Spec:
 
     spec = Spec(name=name, compare=compare, seeds=tuple(seeds), base=base, axes=axes, tune=tune,
                 tune_seeds=tuple(tune_seeds), plugins=tuple(plugins), target=float(target),
-                description=description, source=lines.source)
+                description=description, source=lines.source, baseline=baseline)
     check_configs(spec, lines)
     return spec
 
@@ -486,6 +497,7 @@ description = "Does GELU beat ReLU on a small MLP with Adam?"
 compare = "activation"                 # the grid key the report compares; other grid keys form groups
 seeds = 5                              # final seeds (fresh: never a tuning seed), or a list [10, 11, ...]
 target = 0.97                          # time to result: epochs/seconds to this validation accuracy
+# baseline = "relu"                    # optional: the report states each group's best arm against this one
 # plugins = ["examples/mish.py"]       # plug-in activations/losses, loaded before anything is checked
 
 [base]                                 # any RunConfig field (the options of `train`), shared by all runs
