@@ -97,6 +97,10 @@ CASES = {  # name: (arguments, exit code, fragment of stderr, or of stdout when 
     "report without studies": (["report", "--results", "{empty}"], 2, "error: no study folder (one with plan.csv)"),
     "report on a damaged csv": (["report", "--results", "{damaged_study}"], 2,
                                 "layers.csv, line 2: column grad_norm holds 'half', not a number"),
+    "report on a damaged spec.json": (["report", "--results", "{bad_spec_json}"], 2,
+                                      "spec.json is damaged: not JSON (Expecting property name"),
+    "a spec that is not text": (["study", "{binary_spec}", "--out", "{new}"], 2,
+                                "it is not UTF-8 text (byte 0); a spec is a TOML text file"),
     # data
     "no MNIST in data dir": (["train", "--data-dir", "{nodata}"] + TINY, 2,
                              "train-images-idx3-ubyte.gz is missing (and train-images-idx3-ubyte is missing too)"),
@@ -134,7 +138,14 @@ def places(tmp_path_factory):
     (study / "runs.csv").write_text("key,status,epochs_done,test_acc\naaaa,ok,1,0.9\n")
     (study / "epochs.csv").write_text("key,epoch,val_acc\naaaa,1,0.9\n")
     (study / "layers.csv").write_text("key,epoch,layer,grad_norm\naaaa,0,0,half\naaaa,1,0,0.5\n")
+    other = tmp / "spec-json" / "s"  # a study folder whose spec.json is damaged
+    other.mkdir(parents=True)
+    for name in ("plan", "runs", "epochs", "layers"):
+        (other / f"{name}.csv").write_text((study / f"{name}.csv").read_text().replace("half", "0.25"))
+    (other / "spec.json").write_text("{ cut short")
+    (tmp / "binary.toml").write_bytes(b"\xff\xfe\x00name")
     return {"tmp": str(tmp), "file": str(tmp / "a-file.txt"), "empty": str(tmp / "empty"),
+            "bad_spec_json": str(tmp / "spec-json"), "binary_spec": str(tmp / "binary.toml"),
             "damaged": str(tmp / "damaged"), "nodata": str(tmp / "empty"), "spec": str(spec),
             "damaged_study": str(tmp / "studies")}
 

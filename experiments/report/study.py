@@ -118,13 +118,27 @@ def latest_configs(final: pd.DataFrame) -> pd.DataFrame:
     return final[signature == last].reset_index(drop=True)
 
 
+def read_spec_json(path: Path) -> dict:
+    """The resolved spec a study wrote beside its results ({} when absent); a damaged one is a ``ReportError``."""
+    if not path.exists():
+        return {}
+    try:
+        spec = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:  # json.JSONDecodeError is a ValueError
+        spec = f"not JSON ({' '.join(str(err).split())})"
+    if not isinstance(spec, dict):
+        reason = spec if isinstance(spec, str) else f"a JSON {type(spec).__name__}, not an object"
+        raise ReportError(f"{path} is damaged: {reason}; rerun the study command (it rewrites spec.json and trains "
+                          f"nothing it has) or delete the file to report with neutral wording")
+    return spec
+
+
 def open_study(folder: Path | str) -> Study:
     folder = Path(folder)
     tables = results_store.load(folder)
     if not len(tables.plan):
         raise ReportError(f"{folder} holds no plan.csv: it is not a study folder (run a study command first)")
-    spec_path = folder / "spec.json"
-    spec = json.loads(spec_path.read_text()) if spec_path.exists() else {}
+    spec = read_spec_json(folder / "spec.json")
     merged = tables.plan.merge(tables.runs, on="key", how="inner") if len(tables.runs) else tables.plan.iloc[:0]
     final = merged[merged["phase"] == "seeds"].drop_duplicates(["group", "arm", "key"]).reset_index(drop=True)
     return Study(folder=folder, name=str(tables.plan["study"].iloc[-1]), tables=tables,

@@ -281,9 +281,12 @@ def load_spec(path, overrides=(), quick: bool = False, load_plugins=None) -> Spe
     the ``[quick]`` table when ``quick``). Plug-ins are loaded before the arms are checked."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise SpecError(f"cannot read the study spec {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"cannot read the study spec {path}: it is not UTF-8 text (byte {err.start}); a spec is a "
+                        f"TOML text file") from None
     return parse_spec(text, str(path), overrides, quick, load_plugins)
 
 
