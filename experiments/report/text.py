@@ -162,7 +162,7 @@ def summary_table(study: Study, summary: pd.DataFrame, group: str) -> str:
         rows.append([r["arm"], r["tuned"], f"{r['ok']}/{r['runs']}", accuracy, spread, note, reach,
                      f"{r['time']:.0f}"])
     return md_table([study.compare, "chosen", "ok runs", "test accuracy [95% interval]", "seeds' range",
-                     "", f"time to {study.target:.0%} val (median)", "s / run"], rows)
+                     "note", f"time to {study.target:.0%} val (median)", "s / run"], rows)
 
 
 def comparable(table: pd.DataFrame) -> pd.Series:
