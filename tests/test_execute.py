@@ -189,6 +189,22 @@ def test_an_unreachable_cluster_is_a_clear_error_within_seconds(data, tmp_path):
         execute.check_reachable("nowhere")
 
 
+def test_a_cluster_that_refuses_the_client_is_said_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    """A Ray cluster that answers but refuses this client (no token): one line, and no study folder left behind."""
+    from experiments.cli import main
+
+    def refuse(ray, options):
+        raise UserError(execute.RAY_AUTH)
+
+    monkeypatch.setattr(execute, "check_reachable", lambda address: None)
+    monkeypatch.setattr(execute, "connect_ray", refuse)
+    spec = ROOT / "examples" / "relu-gelu-mish.toml"
+    out = tmp_path / "study"
+    assert main(["study", str(spec), "--executor", "ray", "--address", "127.0.0.1:6390", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: {execute.RAY_AUTH}\n"
+    assert not out.exists()
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     import ray  # in the test extra: CI runs these on a local instance

@@ -20,7 +20,7 @@ from experiments.cli import positive_float, positive_int, training_images
 from experiments.files import check_output_folder
 from experiments.data import DEFAULT_ROOT, N_TRAIN, ensure_mnist_files, load_mnist
 from experiments.execute import (add_executor_options, check_executor, default_workers, options_from_args,
-                                 start_pool_server)
+                                 ray_session, start_pool_server)
 from experiments.spec import EXAMPLE, load_spec
 
 BUILTIN = ("activations", "optimizers", "backends")  # the built-in specs that have a command of their own
@@ -91,13 +91,14 @@ def run(args) -> int:
     from experiments.plan import run_study
     from experiments.store import Store
 
-    store = Store(check_output_folder(folder if args.out is None else args.out))  # an empty --out is refused
-    device = use_device(args)
-    options = options_from_args(args, device, spec.plugins)
-    store.save("environment", environment(device, options))
-    root = Path(args.data_dir)
-    run_study(spec, lambda subset: load_mnist(root, subset), store, options)
-    return finish_study(store)
+    with ray_session(args):  # with --executor ray, connected first: a refused token is said before anything is written
+        store = Store(check_output_folder(folder if args.out is None else args.out))  # an empty --out is refused
+        device = use_device(args)
+        options = options_from_args(args, device, spec.plugins)
+        store.save("environment", environment(device, options))
+        root = Path(args.data_dir)
+        run_study(spec, lambda subset: load_mnist(root, subset), store, options)
+        return finish_study(store)
 
 
 def check_before_work(args) -> None:

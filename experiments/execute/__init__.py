@@ -383,6 +383,24 @@ def connect_ray(ray, options: ExecOptions) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def ray_session(args):
+    """With ``--executor ray``: connected to the cluster (or a local instance started) for the block, shut down
+    after it if this opened it; otherwise nothing. A study connects before it writes anything, so a cluster that
+    refuses this client is one line with nothing left behind."""
+    if args.executor != "ray":
+        yield
+        return
+    ray = import_ray()
+    options = ExecOptions(executor="ray", workers=args.workers or default_workers(), address=args.address)
+    started = connect_ray(ray, options)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def chain(e: BaseException) -> list[BaseException]:
     """``e`` and the exceptions it was raised from (Ray wraps the cause of a failed connection)."""
     seen = []
