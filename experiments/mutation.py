@@ -89,6 +89,12 @@ EQUIVALENT = [
     ("torch_ref.model.xǁMLPǁloss__mutmut_*", "F.one_hot(y, out.shape[1]).to(None)",
      "the one-hot target's 0s and 1s are exact in any dtype and mse_loss promotes the integer target to the "
      "output's dtype: the same numbers"),
+    ("manual.network.xǁMLPǁeval__mutmut_*", "return self.train(None)",
+     "train() sets training = bool(mode), and bool(None) is False: eval mode either way"),
+    *[("manual.network.xǁMLPǁloss__mutmut_*", text,
+       "without the output activation's values the loss recomputes them from z with the same function (a = g(z)): "
+       "the same numbers, computed twice") for text in ("self.output_activation, None).loss",
+                                                         "self.output_activation, ).loss")],
     *[("manual.activations.x_*gelu__mutmut_*", f"np.clip(z, {bounds})",
        "beyond |z| = 100 tanh(u) is exactly ±1 in float32 and float64 and z³ stays finite with either bound: "
        "GELU and GELU' give the same numbers") for bounds in ("-101, 100", "-100, 101")],
@@ -98,7 +104,8 @@ EQUIVALENT = [
 # runs): on a CPU-only machine no test can tell them apart. They stay in the "not killed" count.
 CUDA_ONLY = [
     *[("torch_ref.*", text, "only a CUDA run can tell: on the CPU the tensors land on the CPU either way")
-      for text in ("device=None", "torch.as_tensor(np.asarray(v), )", "nn.Linear(n_in, n_out, dtype=dtype, )")],
+      for text in ("device=None", "torch.as_tensor(np.asarray(v), )", "nn.Linear(n_in, n_out, dtype=dtype, )",
+                   "y.to(None, torch.long)", "y.to(torch.long)", "X.to(None, first.dtype)", "X.to(first.dtype)")],
 ]
 
 # The bugs issue 15 found slipping through, planted one at a time; each must be killed by a torch-free test.

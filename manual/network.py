@@ -261,7 +261,7 @@ class MLP:
         """
         check_state_dict(state, {k: v.shape for k, v in self.state_dict().items()})
         for k, target in [*self.params.items(), *self.buffers.items()]:
-            target[...] = np.asarray(state[k], dtype=target.dtype)
+            target[...] = as_array(state[k])  # cast to the target's dtype as it is assigned
 
     # ------------------------------------------------------------ validation
     def check_batch(self, X, y) -> tuple[np.ndarray, np.ndarray]:
@@ -311,6 +311,14 @@ def check_labels(y, batch: int, n_classes: int) -> np.ndarray:
     return y
 
 
+def as_array(value) -> np.ndarray:
+    """A state-dict value as a NumPy array: arrays and numbers as they are; a torch tensor (anything with ``detach``:
+    manual never imports torch), possibly on a GPU or requiring gradients, copied to the CPU."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
 def check_state_dict(state: dict, expected_shapes: dict) -> None:
     """Refuse a state dict with missing keys, extra keys, wrong shapes or bad values, naming the key.
 
@@ -329,10 +337,7 @@ def check_state_dict(state: dict, expected_shapes: dict) -> None:
         if got != tuple(shape):
             raise ValueError(f"state_dict[{k!r}] has shape {got} but this network expects {tuple(shape)}")
     for k in expected_shapes:
-        value = state[k]
-        if hasattr(value, "detach"):  # a torch tensor, possibly on a GPU
-            value = value.detach().cpu().numpy()
-        value = np.asarray(value)
+        value = as_array(state[k])
         if value.dtype == bool or not np.issubdtype(value.dtype, np.number) \
                 or np.issubdtype(value.dtype, np.complexfloating):
             raise ValueError(f"state_dict[{k!r}] must hold real numbers, got dtype {value.dtype}")

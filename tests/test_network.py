@@ -1,6 +1,7 @@
 """``manual.MLP``: hand-written backpropagation against finite differences, and its contract."""
 import numpy as np
 import pytest
+import torch
 
 import manual
 import torch_ref
@@ -196,3 +197,53 @@ def test_predict_is_the_class_of_the_largest_output():
     X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.6], [1.0, 0.4]])
     np.testing.assert_array_equal(net.predict(X), [0, 1, 1, 0])  # the bias moves the boundary to x1 = x0 − 0.5
     assert net.predict(X).dtype.kind == "i"
+
+
+def test_a_torch_state_whose_tensors_require_grad_loads_into_manual():
+    """``dict(model.named_parameters())`` (tensors that require grad) loads as the state dict does (it raised
+    torch's "Can't call numpy() on Tensor that requires grad" after passing the checks)."""
+    twin = torch_ref.MLP([3, 4, 2], seed=2)
+    net = manual.MLP([3, 4, 2], seed=1)
+    net.load_state_dict(dict(twin.named_parameters()))
+    for key, value in twin.state_dict().items():
+        np.testing.assert_array_equal(net.state_dict()[key], value.numpy())
+
+
+def test_a_float32_network_loads_float64_values_rounded_to_float32():
+    source = manual.MLP([3, 4, 2], seed=3)
+    net = manual.MLP([3, 4, 2], seed=4, dtype=np.float32)
+    net.load_state_dict(source.state_dict())
+    for key, value in source.state_dict().items():
+        assert net.params[key].dtype == np.float32
+        np.testing.assert_array_equal(net.params[key], value.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, bool, object])
+def test_a_state_dict_of_complex_boolean_or_object_values_is_refused(dtype):
+    net = manual.MLP([3, 2], seed=5)
+    state = net.state_dict()
+    bad = {**state, "layers.0.bias": np.ones(2, dtype=dtype)}
+    with pytest.raises(ValueError) as error:
+        net.load_state_dict(bad)
+    assert str(error.value) == f"state_dict['layers.0.bias'] must hold real numbers, got dtype {np.dtype(dtype)}"
+    np.testing.assert_array_equal(net.params["layers.0.bias"], state["layers.0.bias"])  # nothing assigned
+
+
+def test_a_running_variance_of_exactly_zero_is_a_valid_state():
+    """A feature constant over every batch seen has running variance 0: allowed; only a negative one is refused."""
+    net = manual.MLP([3, 4, 2], batch_norm=True, seed=6)
+    state = {**net.state_dict(), "norms.0.running_var": np.zeros(4)}
+    net.load_state_dict(state)
+    np.testing.assert_array_equal(net.buffers["norms.0.running_var"], np.zeros(4))
+    with pytest.raises(ValueError, match=r"norms\.0\.running_var'\] has negative entries"):
+        net.load_state_dict({**state, "norms.0.running_var": np.array([0.0, -1e-300, 0.0, 0.0])})
+
+
+def test_a_mirror_without_hidden_layers_checks_and_casts_its_inputs():
+    """784 → 10 with no hidden layer: one nn.Linear; its inputs are cast to that layer's dtype."""
+    net = manual.MLP([4, 3], activation="identity", loss="cross_entropy", seed=7)
+    twin = torch_ref.MLP([4, 3], activation="identity", loss="cross_entropy", seed=7)
+    X = np.arange(8, dtype=np.float32).reshape(2, 4) / 8
+    y = np.array([0, 2])
+    assert twin.loss(torch.from_numpy(X), torch.from_numpy(y)).item() == pytest.approx(net.loss(X, y), rel=1e-12)
+    assert twin(torch.from_numpy(X)).dtype == torch.float64
