@@ -51,9 +51,9 @@ EXIT_STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no t
 # Matched against the mutant's name and the "+" line of its diff, so a rerun on changed code
 # finds them again even when mutmut numbers them differently.
 EQUIVALENT = [
-    ("manual.optim.xǁRMSpropǁupdate__mutmut_*", "if self.momentum >= 0:",
-     "with momentum 0 the momentum branch computes buf = 0·buf + g/avg = g/avg and θ −= η·buf: the same numbers "
-     "as the plain branch"),
+    ("manual.optim.clip.x_clip_grad_norm___mutmut_*", "if not scale > 1:",
+     "the two conditions differ only when the scale is exactly 1, where the mutant multiplies every gradient by 1.0, "
+     "which leaves every float entry (NaN, inf, −0 and subnormals included) bit for bit unchanged"),
     *[("manual.activations.x_*", text,
        "astype(z.dtype) gives the same values and dtype whether or not it copies, and np.where's result is a "
        "fresh array that nothing else holds")
@@ -61,9 +61,11 @@ EQUIVALENT = [
     ("manual.activations.x_leaky_relu__mutmut_*", "np.where(z >= 0, z, LEAKY_SLOPE * z)",
      "at z = 0 both branches give 0 (z and 0.01·z)"),
     ("manual.activations.x_elu__mutmut_*", "np.where(z >= 0, z, ELU_ALPHA",
-     "at z = 0 both branches give 0 (z and α·expm1(0))"),
+     "at z = 0 both branches give 0 (z and α·expm1(0)); it differs only at z = −0.0, where it returns −0.0 instead "
+     "of +0.0 (as torch does): equal values, and no later step divides by an activation"),
     ("manual.activations.x_*elu__mutmut_*", "np.minimum(z, 1)",
-     "the second branch is only taken where z ≤ 0, and there min(z, 1) = min(z, 0) = z"),
+     "the second branch is only taken where z ≤ 0, and there min(z, 1) = min(z, 0) = z, except at z = −0.0, where "
+     "only the sign of zero differs (equal values)"),
     ("manual.activations.x_d_elu__mutmut_*", "np.where(z >= 0, 1.0",
      "at z = 0 both branches give 1 (1.0 and α·e⁰ with α = 1)"),
     ("manual.activations.x_d_elu__mutmut_*", "np.where(z > 1, 1.0",

@@ -80,15 +80,18 @@ def measure_max_slope(df) -> float:
     """sup |df(z)| over z in [−50, 50]: a grid of step 1e-3, then a grid 1000× finer around its maximum."""
     with np.errstate(all="ignore"):
         z = np.linspace(-50.0, 50.0, 100_001)
+        peak = None
         try:
             slope = np.abs(np.asarray(df(z), dtype=np.float64))
+            if slope.shape == z.shape and np.any(np.isfinite(slope)):
+                peak = z[np.nanargmax(slope)]
+                fine = np.clip(np.linspace(peak - 1e-3, peak + 1e-3, 2001), -50.0, 50.0)
+                fine_slope = np.abs(np.asarray(df(fine), dtype=np.float64))
         except Exception:  # the user's df: register() calls it again and reports the error
             return math.nan
-        if slope.shape != z.shape or not np.any(np.isfinite(slope)):
+        if peak is None or fine_slope.shape != fine.shape:
             return math.nan  # a df this broken is refused by register(), which says why
-        peak = z[np.nanargmax(slope)]
-        fine = np.linspace(peak - 1e-3, peak + 1e-3, 2001)
-        return float(max(np.nanmax(slope), np.nanmax(np.abs(np.asarray(df(fine), dtype=np.float64)))))
+        return float(max(np.nanmax(slope), np.nanmax(fine_slope)))
 
 
 def sigmoid(z):
