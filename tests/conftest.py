@@ -1,6 +1,8 @@
 """Fixtures shared by the test modules."""
 import pytest
 import torch
+import torchvision.datasets  # noqa: F401 - imported once at collection (experiments.data imports it on first
+# use): processes forked from a collected session, as mutation testing forks one per mutant, then share it
 
 
 @pytest.fixture(scope="module")

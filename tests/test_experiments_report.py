@@ -22,7 +22,7 @@ PLOTS = ["test_accuracy.png", "comparisons.png", "learning_curves.png", "tuning.
 def results(tmp_path_factory):
     """A tiny activation study and a tiny backends study, trained once through the command line."""
     root = tmp_path_factory.mktemp("results")
-    tiny = ["--train-subset", "500", "--epochs", "1", "--no-progress", "--device", "cpu"]
+    tiny = ["--train-subset", "500", "--epochs", "1", "--no-progress", "--device", "cpu", "--workers", "1"]
     with np.errstate(all="ignore"):
         assert main(["activations", "--out", str(root / "activations"), "--seeds", "2", "--activations", "relu",
                      "sigmoid", "--lrs", "0.03", "0.3", "--set", "tune.seeds=1", *tiny]) == 0

@@ -49,7 +49,7 @@ def study(tmp_path_factory):
     (root / "planted.toml").write_text(SPEC)
     with np.errstate(all="ignore"):
         assert main(["study", str(root / "planted.toml"), "--out", str(root / "planted"), "--no-progress",
-                     "--device", "cpu"]) == 0
+                     "--device", "cpu", "--workers", "1"]) == 0  # the pool has tests of its own (test_execute)
     return root / "planted"
 
 
