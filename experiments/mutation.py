@@ -100,6 +100,17 @@ EQUIVALENT = [
     *[("manual.activations.x_*gelu__mutmut_*", f"np.clip(z, {bounds})",
        "beyond |z| = 100 tanh(u) is exactly ±1 in float32 and float64 and z³ stays finite with either bound: "
        "GELU and GELU' give the same numbers") for bounds in ("-101, 100", "-100, 101")],
+    ("experiments.runs.stacked.xǁStackedMLPǁlosses__mutmut_*", "F.one_hot(y, classes).to(None)",
+     "to(None) leaves the one-hot target int64, and out − target promotes an integer tensor to out's float dtype "
+     "(it never widens a float one), so the 0/1 entries, the difference and the loss are bit for bit the same"),
+    ("experiments.runs.stacked.xǁStackedTrainerǁ__init____mutmut_*", 'self.scheduler = ""',
+     "the scheduler is only ever tested for truth (`if self.scheduler:` in end_epoch), and '' is false like None; "
+     "a schedule replaces it with the scheduler object"),
+    *[("experiments.runs.stacked.xǁStackedTrainerǁtrain_epoch__mutmut_*", text,
+       "every parameter gets a gradient in every step, so zeroing the old gradients in place and letting backward "
+       "add into them gives backward's gradient (0 + g = g; at most an exact zero's sign could differ, which no "
+       "update rule here turns into a different value; two epochs of every optimizer came out bit for bit equal)")
+      for text in ("self.opt.zero_grad(set_to_none=None)", "self.opt.zero_grad(set_to_none=False)")],
 ]
 
 # Mutants that do change a result, but only on a CUDA GPU (where tests/test_agreement.py::test_agreement_on_cuda
@@ -108,6 +119,26 @@ CUDA_ONLY = [
     *[("torch_ref.*", text, "only a CUDA run can tell: on the CPU the tensors land on the CPU either way")
       for text in ("device=None", "torch.as_tensor(np.asarray(v), )", "nn.Linear(n_in, n_out, dtype=dtype, )",
                    "y.to(None, torch.long)", "y.to(torch.long)", "X.to(None, first.dtype)", "X.to(first.dtype)")],
+    *[("experiments.runs.stacked.x_train_stacked__mutmut_*", f"training.split_to_torch(data.{split}, dtype, None)",
+       "only a CUDA run can tell: with device None the split's tensors stay on the CPU, where trainer.device puts "
+       "them on a CPU run too") for split in ("train", "val", "test")],
+    *[("experiments.runs.stacked.xǁStackedMLPǁ__init____mutmut_*", text,
+       "only a CUDA run can tell: without the device the twins' parameters are made on the CPU, where a CPU run "
+       "makes them anyway") for text in ("dtype=c.dtype, device=None)", "dtype=c.dtype, )")],
+    *[("experiments.runs.stacked.xǁStackedTrainerǁ__init____mutmut_*", text,
+       "only a CUDA run can tell: with device None the stacked parameters / the per-model rates are made on the "
+       "CPU, where a CPU run makes them anyway")
+      for text in ("self.net = StackedMLP(configs, None)", "dtype=dtype, device=None)",
+                   "torch.tensor([c.lr for c in configs], dtype=dtype, )")],
+    *[("experiments.runs.stacked.xǁStackedTrainerǁtrain_epoch__mutmut_*", text,
+       "only a CUDA run can tell: with device None the batch orders / the loss sums stay on the CPU, where a CPU "
+       "run holds them anyway")
+      for text in ("torch.from_numpy(np.ascontiguousarray(orders)).to(None)", "dtype=X.dtype, device=None)",
+                   "dtype=X.dtype, )")],
+    *[("experiments.runs.stacked.xǁStackedTrainerǁsync__mutmut_*", text,
+       "only a CUDA run can tell: it drops the CUDA synchronisation around the timed loop (CUDA epoch times would "
+       "count only kernel launches); on the CPU self.device is 'cpu' and the branch is never taken either way")
+      for text in ('if self.device == "XXcudaXX":', 'if self.device == "CUDA":')],
 ]
 
 # The bugs issue 15 found slipping through, planted one at a time; each must be killed by a torch-free test.

@@ -189,6 +189,7 @@ def test_an_unreachable_cluster_is_a_clear_error_within_seconds(data, tmp_path):
         execute.check_reachable("nowhere")
 
 
+@pytest.mark.usefixtures("clean_registries")  # the spec loads the Mish plug-in
 def test_a_cluster_that_refuses_the_client_is_said_before_anything_is_written(tmp_path, monkeypatch, capsys):
     """A Ray cluster that answers but refuses this client (no token): one line, and no study folder left behind."""
     from experiments.cli import main

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ import torch
 
 from experiments.runs import training
 from experiments.data import MNIST, Split, load_mnist
-from experiments.runs.stacked import StackedTrainer, stack_group_key, train_stacked
+from experiments.runs import stacked
+from experiments.runs.stacked import StackedMLP, StackedTrainer, stack_group_key, train_stacked
 from experiments.runs.training import RunConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -148,3 +150,173 @@ def test_stacked_on_cuda_equals_single_runs_on_cuda(data):
     for config, result in zip(configs, stacked):
         assert result.run["device"] == "cuda"
         assert_same_result(result, training.train(config, data, "cuda"))
+
+
+# --------------------------------------------------------------------------- the stacking rule
+WIDE = dataclasses.replace(BASE, layer_sizes=(784, 80, 192, 10), batch_size=100)  # 62,720 + 15,360 + 1,920 weights
+
+
+def test_step_work_is_batch_size_times_the_number_of_weights():
+    assert stacked.step_work(WIDE) == 100 * (784 * 80 + 80 * 192 + 192 * 10) == 8_000_000
+    assert stacked.step_work(dataclasses.replace(BASE, batch_size=10)) == 10 * (784 * 24 + 24 * 10) == 190_560
+
+
+def test_the_cpu_stacks_up_to_8_million_multiply_adds_per_step_and_no_further():
+    assert stacked.CPU_STACK_MAX_WORK == 8_000_000
+    assert stacked.should_stack(WIDE, "cpu")  # exactly at the bound: stacked
+    assert not stacked.should_stack(dataclasses.replace(WIDE, batch_size=101), "cpu")  # 8,080,000
+    assert stacked.should_stack(dataclasses.replace(WIDE, batch_size=101), "cuda")  # CUDA: no bound
+    huge = dataclasses.replace(WIDE, layer_sizes=(784, 2048, 2048, 10), batch_size=1000)  # 5.8 G multiply-adds
+    assert not stacked.should_stack(huge, "cpu") and stacked.should_stack(huge, "cuda")
+
+
+def test_only_the_torch_backend_without_batch_norm_or_clipping_stacks():
+    small = dataclasses.replace(BASE, batch_size=10)
+    assert stacked.stackable(small) and stacked.should_stack(small, "cpu")
+    assert not stacked.should_stack(dataclasses.replace(small, backend="manual"), "cpu")
+    assert not stacked.should_stack(dataclasses.replace(small, backend="manual"), "cuda")
+    for cure in (dict(batch_norm=True), dict(clip_grad_norm=1.0), dict(clip_grad_value=0.5),
+                 dict(batch_norm=True, clip_grad_norm=1.0), dict(batch_norm=True, clip_grad_value=0.5)):
+        config = dataclasses.replace(small, **cure)
+        assert not stacked.stackable(config), cure
+        assert not stacked.should_stack(config, "cpu") and not stacked.should_stack(config, "cuda"), cure
+
+
+# --------------------------------------------------------------------------- refusals, word for word
+def message(configs, data=None, device="cpu") -> str:
+    with pytest.raises(ValueError) as error:
+        train_stacked(configs, data, device)
+    return str(error.value)
+
+
+def test_the_refusals_say_exactly_what_is_wrong():
+    assert message([]) == "train_stacked needs at least one config"
+    assert message([BASE, dataclasses.replace(BASE, batch_size=32, epochs=3, seed=4)]) == (
+        "stacked runs may differ only in seed and lr; these configs also differ in batch_size, epochs")
+    assert message([dataclasses.replace(BASE, backend="manual")]) == "stacked training is torch's; got backend 'manual'"
+    for cure in (dict(batch_norm=True), dict(clip_grad_norm=1.0), dict(clip_grad_value=0.5)):
+        assert message([dataclasses.replace(BASE, **cure)]) == (
+            "batch-norm and clipped runs are never stacked (see stacked.stackable): "
+            "train them one by one with training.train"), cure
+
+
+def test_an_unknown_device_is_refused_before_anything_is_trained():
+    assert message([BASE], device="gpu") == "unknown device 'gpu'; valid devices: auto, cpu, cuda"
+
+
+# --------------------------------------------------------------------------- defaults, progress bar
+def test_by_default_the_device_is_auto_and_the_training_prints_nothing(data, capsys):
+    configs = stack_of(dict(epochs=1), (0.5, 1.0))
+    assert StackedTrainer(configs).device == training.resolve_device("auto")
+    results = train_stacked(configs, data)
+    assert [r.run["device"] for r in results] == [training.resolve_device("auto")] * 2
+    assert capsys.readouterr() == ("", "")
+
+
+def test_the_progress_bar_counts_epochs_of_the_stack_and_is_erased_at_the_end(data, capsys):
+    train_stacked(stack_of(dict(epochs=2), (0.5, 1.0, 2.0)), data, "cpu", progress=True)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "3 stacked sigmoid SGD: " in err and "| 0/2 [" in err  # its title, and the epochs to go
+    assert "epoch/s]" in err or "s/epoch]" in err  # its unit
+    assert "\n" not in err and err.endswith("\r")  # leave=False: the finished bar is wiped, no line is left
+
+
+# --------------------------------------------------------------------------- time shares
+def test_each_live_run_is_charged_an_equal_share_of_the_stacked_loop(data, monkeypatch):
+    loop_times = []
+    train_epoch = StackedTrainer.train_epoch
+
+    def timed(self, *args):
+        t0 = time.perf_counter()
+        losses = train_epoch(self, *args)
+        loop_times.append(time.perf_counter() - t0)
+        return losses
+
+    monkeypatch.setattr(StackedTrainer, "train_epoch", timed)
+    configs = stack_of(dict(batch_size=10), (0.5, 1.0, 2.0, 3.0))
+    t0 = time.perf_counter()
+    results = train_stacked(configs, data, "cpu")
+    call = time.perf_counter() - t0
+    assert len(loop_times) == 2
+    for epoch, loop in enumerate(loop_times):
+        shares = [r.epochs[epoch]["epoch_time_s"] for r in results]
+        assert len(set(shares)) == 1  # one share each
+        assert loop <= sum(shares) <= 1.25 * loop + 0.01  # together: the loop's time, measured around train_epoch
+    for r in results:
+        assert r.run["train_time_s"] == sum(e["epoch_time_s"] for e in r.epochs) <= r.run["wall_time_s"] <= call
+    assert sum(r.run["train_time_s"] for r in results) <= call
+
+
+# --------------------------------------------------------------------------- a diverged model's rows
+@pytest.fixture(scope="module")
+def diverging(data):
+    """Two models, the second (lr 1e3, momentum 0.9, linear) overflows in training; with the single runs."""
+    configs = stack_of(dict(activation="identity", loss="cross_entropy", momentum=0.9, epochs=4), (1e-3, 1e3))
+    with np.errstate(all="ignore"):
+        return train_stacked(configs, data, "cpu"), [training.train(c, data, "cpu") for c in configs]
+
+
+def test_a_model_diverged_in_training_is_not_evaluated_on_validation_or_test(diverging):
+    stacked_runs, singles = diverging
+    bad, single = stacked_runs[1], singles[1]
+    assert bad.run["status"] == single.run["status"] == "diverged"
+    last = bad.epochs[-1]
+    assert not last["train_loss"] < 1e6  # diverged in training: NaN, inf or far above 100× its initial loss
+    assert math.isnan(last["val_loss"]) and math.isnan(last["val_acc"])  # evaluation skipped, as train does
+    assert math.isnan(single.epochs[-1]["val_loss"]) and math.isnan(single.epochs[-1]["val_acc"])
+    assert math.isnan(bad.run["test_loss"]) and math.isnan(bad.run["test_acc"])
+    assert math.isnan(bad.run["final_val_acc"])
+    assert stacked_runs[0].run["status"] == "ok" and 0 < stacked_runs[0].run["test_acc"] <= 1
+
+
+def test_a_frozen_model_stays_exactly_where_it_was_while_the_others_train(data):
+    configs = stack_of({}, (0.5, 1.0))
+    trainer = StackedTrainer(configs, "cpu")
+    X, y = training.split_to_torch(data.train, torch.float64, "cpu")
+    trainer.freeze(0)
+    before = [p.detach().clone() for p in trainer.net.parameters]
+    orders = np.stack([training.batch_order(c.seed, 1, N_TRAIN) for c in configs])
+    trainer.train_epoch(X, y, orders, 64)
+    for p, p0 in zip(trainer.net.parameters, before):
+        assert torch.equal(p[0], p0[0])
+        assert not torch.equal(p[1], p0[1])
+
+
+# --------------------------------------------------------------------------- shapes, dtypes, kernels
+def test_a_network_without_hidden_layers_stacks(data):
+    configs = stack_of(dict(layer_sizes=(784, 10), epochs=1), (0.5, 2.0))
+    for config, result in zip(configs, train_stacked(configs, data, "cpu")):
+        assert_same_result(result, training.train(config, data, "cpu"))
+
+
+def test_a_float32_stack_computes_in_float32_like_its_single_runs(data):
+    configs = stack_of(dict(dtype="float32", epochs=1), (0.5, 2.0))
+    trainer = StackedTrainer(configs, "cpu")
+    assert {p.dtype for p in trainer.net.parameters} == {torch.float32}
+    assert {p.dtype for p in trainer.net.unstacked(1).parameters()} == {torch.float32}
+    assert trainer.keep.dtype == torch.float32
+    for config, result in zip(configs, train_stacked(configs, data, "cpu")):
+        single = training.train(config, data, "cpu")
+        assert_same_numbers([result.run], [single.run], tol=1e-4)  # to float32 rounding
+        assert_same_numbers(result.epochs, single.epochs, tol=1e-4)
+        assert_same_numbers(result.layers, single.layers, tol=1e-4)
+
+
+def test_mse_targets_have_a_column_per_output_even_when_a_batch_lacks_the_last_classes(data):
+    configs = stack_of({}, (0.5, 1.0))
+    net = StackedMLP(configs, "cpu")
+    X, _ = training.split_to_torch(data.train, torch.float64, "cpu")
+    X = X[:6].view(2, 3, 784)
+    y = torch.tensor([[0, 1, 2], [2, 1, 1]])  # no 3 to 9
+    losses = net.losses(X, y).detach()
+    for i in range(2):
+        assert float(losses[i]) == pytest.approx(float(net.unstacked(i).loss(X[i], y[i]).detach()), rel=TOL)
+
+
+def test_the_stack_is_stepped_by_the_same_optimizer_kernel_as_a_single_run():
+    for optimizer in ("Adam", "AdamW", "SGD"):
+        configs = stack_of(dict(optimizer=optimizer, activation="relu", loss="cross_entropy", init="he"), (1e-3, 1e-2))
+        single = training.TorchBackend(configs[0], "cpu").opt.defaults
+        assert StackedTrainer(configs, "cpu").opt.defaults.get("fused") == single.get("fused")
+        assert (single.get("fused") is True) == (optimizer in training.FUSED_ON_CPU)  # fused Adam(W) on the CPU
