@@ -111,6 +111,17 @@ EQUIVALENT = [
        "add into them gives backward's gradient (0 + g = g; at most an exact zero's sign could differ, which no "
        "update rule here turns into a different value; two epochs of every optimizer came out bit for bit equal)")
       for text in ("self.opt.zero_grad(set_to_none=None)", "self.opt.zero_grad(set_to_none=False)")],
+    ("experiments.runs.training.xǁManualBackendǁ__init____mutmut_*", 'self.scheduler = ""',
+     "the scheduler is only tested for truth (`if self.scheduler:` in end_epoch), and '' is false like None; a "
+     "schedule replaces it with the scheduler object"),
+    *[("experiments.runs.training.xǁManualBackendǁevaluate__mutmut_*", text,
+       "without the output activation's values the loss recomputes them from z with the same function (a = g(z)): "
+       "the same numbers, computed twice") for text in ("self.net.output_activation, None).loss",
+                                                         "self.net.output_activation, ).loss")],
+    *[("experiments.runs.training.xǁManualBackendǁtrain_epoch__mutmut_*", text,
+       "loss_and_grads then checks each batch's X and y again, which prepare() already checked (and cast to the "
+       "network's dtype) for the whole split: nothing is converted, the same numbers, only slower")
+      for text in ("validate=None)", "validate=True)", "self.net.loss_and_grads(X[idx], y[idx], )")],
 ]
 
 # Mutants that do change a result, but only on a CUDA GPU (where tests/test_agreement.py::test_agreement_on_cuda

@@ -275,3 +275,83 @@ def test_a_batch_larger_than_the_training_set_is_refused():
         RunConfig(batch_size=1001, train_subset=1000)
     with pytest.raises(ValueError, match=r"^batch_size must be at most the 50,000 training images, got 100000000$"):
         RunConfig(batch_size=100_000_000)
+
+
+# --------------------------------------------------------------------------- the manual backend's loop
+def manual_backend(**fields) -> ManualBackend:
+    return ManualBackend(RunConfig(layer_sizes=(784, 3, 10), backend="manual", dtype="float64", optimizer="SGD",
+                                   lr=0.1, **fields))
+
+
+@pytest.mark.parametrize("dtype, numpy_dtype", [("float32", np.float32), ("float64", np.float64)])
+def test_the_manual_backend_builds_its_network_in_the_configs_dtype(dtype, numpy_dtype):
+    backend = ManualBackend(RunConfig(layer_sizes=(784, 3, 10), backend="manual", dtype=dtype))
+    assert backend.net.dtype == numpy_dtype
+    assert all(p.dtype == numpy_dtype for p in backend.net.params.values())
+
+
+def unit_grads(norm: float) -> dict:
+    """Gradients whose global L2 norm is exactly ``norm`` (3-4-5: (0.6, 0.8)·norm)."""
+    return {"a": np.array([0.6 * norm]), "b": np.array([0.8 * norm])}
+
+
+def test_clipping_by_norm_counts_a_step_exactly_when_torchs_scale_is_below_1():
+    """torch scales by max_norm / (‖g‖ + 1e-6) when that is < 1: at ‖g‖ = max_norm the gradients do shrink (a step
+    that clipping changed); at ‖g‖ = max_norm − 1e-6 the scale is exactly 1 and nothing changes."""
+    backend = manual_backend(clip_grad_norm=0.5)
+    assert backend.clip(unit_grads(0.5)) is True  # scale 0.5 / (0.5 + 1e-6) < 1
+    exact = manual_backend(clip_grad_norm=0.5 + 1e-6)
+    grads = unit_grads(0.5)
+    assert exact.clip(grads) is False  # scale exactly 1: unchanged
+    np.testing.assert_array_equal(grads["a"], [0.3])
+    assert manual_backend(clip_grad_norm=0.5).clip(unit_grads(0.25)) is False
+
+
+def test_clipping_by_value_counts_a_step_only_when_an_entry_exceeded_the_value():
+    backend = manual_backend(clip_grad_value=0.5)
+    assert backend.clip({"a": np.array([0.5, -0.5])}) is False  # at the bound: clamping changes nothing
+    assert backend.clip({"a": np.array([0.5, -0.500001])}) is True
+
+
+def one_image_split(n: int = 1) -> Split:
+    rng = np.random.default_rng(0)
+    return Split(rng.integers(0, 256, (n, 784), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int64))
+
+
+def test_the_clip_fraction_of_an_epoch_of_one_step_is_that_steps_0_or_1():
+    backend = manual_backend(clip_grad_value=1e-12)
+    X, y = backend.prepare(one_image_split(4))
+    backend.train_epoch(X, y, np.arange(4), 4)  # one step, clipped
+    assert backend.clip_frac == 1.0
+    unclipped = manual_backend(clip_grad_value=1e12)
+    unclipped.train_epoch(X, y, np.arange(4), 4)
+    assert unclipped.clip_frac == 0.0
+    plain = manual_backend()
+    plain.train_epoch(X, y, np.arange(4), 4)
+    assert math.isnan(plain.clip_frac)  # without clipping: NaN, not 0
+
+
+def exploding_backend() -> tuple[ManualBackend, np.ndarray, np.ndarray]:
+    """A manual network whose weights are 1e200: its forward pass overflows to inf, and log-softmax then
+    computes inf − inf = NaN — both an overflow and an invalid operation."""
+    backend = manual_backend()
+    for p in backend.net.params.values():
+        p[...] = 1e200
+    X, y = backend.prepare(one_image_split(8))
+    return backend, X, y
+
+
+def test_a_diverging_manual_run_returns_its_non_finite_loss_and_warns_about_nothing():
+    """A diverging run is recorded as diverged, not warned about: no RuntimeWarning from NumPy in a training epoch,
+    an evaluation or a probe, and the epoch's loss comes back as the non-finite float that ends the run."""
+    import warnings
+
+    backend, X, y = exploding_backend()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = backend.train_epoch(X, y, np.arange(8), 4)
+        assert isinstance(loss, float) and not math.isfinite(loss)
+        val_loss, val_acc = backend.evaluate(X, y)
+        assert not math.isfinite(val_loss) and 0 <= val_acc <= 1
+        rows = backend.probe(X, y)
+    assert len(rows) == 2 and math.isnan(backend.clip_frac)  # no clipping: NaN

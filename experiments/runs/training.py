@@ -189,13 +189,14 @@ def layer_stats(derivative: np.ndarray, activation: np.ndarray, grad_norm: float
       activation without such tails, where it would only repeat ``dead_frac``.
     """
     saturated = math.nan if act.saturated is None else float(np.mean(act.saturated(activation)))
-    return {
-        "grad_norm": grad_norm,
-        "dead_frac": float(np.mean(np.all(derivative == 0, axis=0))),
-        "saturated_frac": saturated,
-        "act_mean": float(activation.mean()),
-        "act_std": float(activation.std()),
-    }
+    with np.errstate(over="ignore", invalid="ignore"):  # an exploding net's mean and std are inf or NaN, quietly
+        return {
+            "grad_norm": grad_norm,
+            "dead_frac": float(np.mean(np.all(derivative == 0, axis=0))),
+            "saturated_frac": saturated,
+            "act_mean": float(activation.mean()),
+            "act_std": float(activation.std()),
+        }
 
 
 @contextmanager
