@@ -122,6 +122,111 @@ EQUIVALENT = [
        "loss_and_grads then checks each batch's X and y again, which prepare() already checked (and cast to the "
        "network's dtype) for the whole split: nothing is converted, the same numbers, only slower")
       for text in ("validate=None)", "validate=True)", "self.net.loss_and_grads(X[idx], y[idx], )")],
+    *[("experiments.runs.training.xǁTorchBackendǁtrain_epoch__mutmut_*", text,
+       "the model's loss then checks each batch's X and y again, which prepare() already checked for the whole "
+       "split: the same numbers, only slower") for text in ("validate=None)", "validate=True)",
+                                                          "self.model.loss(X[idx], y[idx], )")],
+    *[("experiments.runs.training.xǁTorchBackendǁtrain_epoch__mutmut_*", text,
+       "gradients zeroed in place instead of dropped: backward then adds into zeros, the same gradient, and every "
+       "parameter has one at every step (so no optimizer sees a missing gradient)")
+      for text in ("zero_grad(set_to_none=None)", "zero_grad(set_to_none=False)")],
+    *[("experiments.runs.training.xǁTorchBackendǁtrain_epoch__mutmut_*", text,
+       "the clip count in float32 instead of int64: a sum of 0s and 1s is exact in float32 up to 2^24 steps, and "
+       "an epoch has at most 50,000 (batch 1)")
+      for text in ("clipped = torch.zeros((), dtype=None, device=self.device)",
+                   "clipped = torch.zeros((), device=self.device)")],
+    *[("manual.network.x_check_inputs__mutmut_*", text,
+       "astype copies or not: the checked X is only read afterwards (never written in place), so the same numbers")
+      for text in ("X = X.astype(dtype, copy=None)", "X = X.astype(dtype, )", "X = X.astype(dtype, copy=True)")],
+    ("manual.network.xǁMLPǁtrace__mutmut_*", "if (validate) or True else X",
+     "validating X again where the caller already did (validate=False is passed only with checked data): the "
+     "same X, only slower"),
+    *[("manual.network.*", text,
+       "the first linear layer then also computes ∂E/∂X, the gradient with respect to the input images, which "
+       "nothing reads (loss_and_grads returns the parameters' gradients): the same gradients, only slower")
+      for text in ("input_grad=i >= 0, bias=not self.batch_norm)", "input_grad=len(hidden) >= 0)",
+                   "grads = layers.linear_backward(dout, cache, )")],
+    *[("manual.losses.xǁLossǁ__call____mutmut_*", text,
+       "without the output activation's values the loss recomputes them from z with the same function (a = g(z)): "
+       "the same numbers, computed twice") for text in ("self.fn(z, y, output, None)", "self.fn(z, y, output, )")],
+    *[("torch_ref.model.xǁMLPǁloss__mutmut_*", text,
+       "forward then checks X again, which loss() has just checked (or the training loop's prepare() did for the "
+       "whole split): the same numbers, only slower")
+      for text in ("self.forward(X, )", "self.forward(X, validate=True)", "self.forward(X, validate=None)")],
+    # experiments.store: SQL is not case-sensitive, and fallbacks that read the same as what they replace
+    *[("experiments.store.x*", text,
+       "SQLite's keywords, pragma names and (quoted or not) identifiers are case-insensitive: the same statement")
+      for text in ('"pragma data_version"', '"PRAGMA DATA_VERSION"', "' where \"key\" = ?'", "WHERE \"KEY\" = ?' if key",
+                   '"select 1 from sqlite_master where', "'insert or replace into \"exports\"",
+                   "'INSERT OR REPLACE INTO \"EXPORTS\"", "'select * from \"exports\"'", "'SELECT * FROM \"EXPORTS\"'",
+                   "'select 1 from \"runs\" where", "'SELECT 1 FROM \"RUNS\" WHERE \"KEY\"",
+                   "'delete from \"exports\" where", "'DELETE FROM \"EXPORTS\" WHERE \"NAME\"", 'or "ROWID"',
+                   '"pragma journal_mode"', '"PRAGMA JOURNAL_MODE"', '"pragma journal_mode = wal"',
+                   '"PRAGMA JOURNAL_MODE = WAL"', '"pragma synchronous = normal"', '"PRAGMA SYNCHRONOUS = NORMAL"',
+                   '"begin immediate"', '"commit"', "'create table if not exists \"exports\"",
+                   "'CREATE TABLE IF NOT EXISTS \"EXPORTS\" (\"NAME\"", "'\"mtime_ns\" integer)'",
+                   "'\"MTIME_NS\" INTEGER)'")],
+    *[("experiments.store.xǁDatabaseǁconnect__mutmut_*", text,
+       "SQLite answers PRAGMA journal_mode in lower case, so 'XXwalXX' and 'WAL' only make every open switch a WAL "
+       "database to WAL again (a no-op); without sqlite3.connect's timeout the PRAGMA busy_timeout just after "
+       "sets the same 60 s wait")
+      for text in ('.fetchone()[0] != "XXwalXX":', '.fetchone()[0] != "WAL":',
+                   "con = sqlite3.connect(self.path, isolation_level=None,")],
+    *[("experiments.store.xǁDatabaseǁ__init____mutmut_*", text,
+       "only how long a wait between two retries of opening lasts, and whether the last retry falls exactly on "
+       "the deadline: the database opened, or the same refusal")
+      for text in ("time.sleep(random.uniform(1.01, 0.1))", "time.sleep(random.uniform(0.01, 1.1))",
+                   "time.monotonic() >= deadline:")],
+    *[("experiments.store.x_import_csv__mutmut_*", text,
+       "where()'s default fill is NaN, which plain() stores as NULL like None; pandas lower-cases to_dict's orient")
+      for text in ("df.astype(object).where(df.notna(), )", 'to_dict("RECORDS")')],
+    ("experiments.store.xǁDatabaseǁinsert__mutmut_*", '" boolean"',
+     "sqlite3 matches a declared type against its registered converters case-insensitively: BOOLEAN columns read "
+     "back as booleans either way"),
+    *[("experiments.store.x_finished_runs__mutmut_*", text,
+       "the fallback for an empty epochs or layers table: grouping the empty table gives an empty Series too, and "
+       "an empty Series of any dtype answers .get(key, 0) with 0 and has no epochs, so no run counts as whole "
+       "either way")
+      for text in ("if (len(epochs)) or True else", "if (len(layers)) or True else", "else pd.Series(dtype=None)")],
+    ("experiments.store.x_finished_runs__mutmut_*", "if pd.notna(row.epochs_done) else -2",
+     "a missing epochs_done must match no count of epoch rows: −1 and −2 both do (counts are 0 or more)"),
+    ("experiments.store.x_finished_runs__mutmut_*", "index=runs.index, )",
+     "a list of Python booleans makes a bool Series without being told (runs is never empty here: load_csv "
+     "calls this only when it has rows)"),
+    ("experiments.store.x_finished_runs__mutmut_*", "index=runs.index, dtype=None)",
+     "a list of Python booleans makes a bool Series without being told (runs is never empty here: load_csv "
+     "calls this only when it has rows)"),
+    ("experiments.store.xǁDatabaseǁexport__mutmut_*", "only_stale: bool = True",
+     "its one caller without the argument (Store.export) comes after writes that each deleted their table's "
+     "exports entry in the same transaction (outdated), so every table changed since its file was written is "
+     "written either way, and a file whose recorded size and time still match already holds the table"),
+    ("experiments.store.xǁDatabaseǁexport__mutmut_*", "if (tables is not None) and False else self.read(name)",
+     "the tables passed in are this database's own, read just before (load, Store.export): reading them again "
+     "gives the same frames"),
+    *[("experiments.store.xǁStoreǁexport__mutmut_*", text,
+       "without the tables the export reads them from the same database: the same frames")
+      for text in ("self.db.export(self.folder, None)", "self.db.export(self.folder, )")],
+    *[("experiments.store.xǁStoreǁsave__mutmut_*", text,
+       "the index of the concatenated plan is dropped by drop_duplicates' value comparison and by "
+       "to_dict('records'); pandas lower-cases to_dict's orient; where()'s default fill is NaN, which plain() "
+       "stores as NULL like None")
+      for text in ("ignore_index=None)", "pd.concat([recorded, df], )", "ignore_index=False)",
+                   "df.astype(object).where(df.notna(), )", 'to_dict("RECORDS")')],
+    # experiments.stats
+    ("experiments.stats.xǁIntervalǁformat__mutmut_*", 'spec: str = ".4F"',
+     "F differs from f only in writing INF and NAN in capitals; an Interval's mean and bounds come from finite "
+     "values (stats.finite drops the rest), and a NaN bound (n = 1) is written as (n=1) before the spec is used"),
+    ("experiments.stats.xǁIntervalǁformat__mutmut_*", "low.rstrip('XX%XX')",
+     "rstrip strips any of the characters X and %: a formatted number never ends in X"),
+    *[("experiments.stats.x_power_paired_t__mutmut_*", text,
+       "this branch runs only where scipy's noncentral t fails, far in the tail (noncentrality 10 or more): "
+       "there the second term, Φ(−c − nc) or Φ(c − nc), is below 1e-15 and the power is 1.0 either way")
+      for text in ("sps.norm.sf(critical - nc) - sps.norm.cdf(-critical - nc)",
+                   "sps.norm.sf(critical - nc) + sps.norm.cdf(+critical - nc)")],
+    *[("experiments.stats.x_seeds_needed__mutmut_*", text,
+       "the power is a continuous function of n's noncentrality: it equals the target exactly on no integer n "
+       "met in practice, so < and <= (>= and >) choose the same n")
+      for text in ("alpha) <= power:", "alpha) > power:")],
 ]
 
 # Mutants that do change a result, but only on a CUDA GPU (where tests/test_agreement.py::test_agreement_on_cuda
@@ -150,6 +255,17 @@ CUDA_ONLY = [
        "only a CUDA run can tell: it drops the CUDA synchronisation around the timed loop (CUDA epoch times would "
        "count only kernel launches); on the CPU self.device is 'cpu' and the branch is never taken either way")
       for text in ('if self.device == "XXcudaXX":', 'if self.device == "CUDA":')],
+    *[("experiments.runs.training.xǁTorchBackendǁsync__mutmut_*", text,
+       "only a CUDA run can tell: it drops the CUDA synchronisation before an epoch's time is read; on the CPU "
+       "self.device is 'cpu' and the branch is never taken either way")
+      for text in ('if self.device == "XXcudaXX":', 'if self.device == "CUDA":')],
+    *[("experiments.runs.training.xǁTorchBackendǁ*", text,
+       "only a CUDA run can tell: without the device the model, the split, the batch order or the epoch's sums "
+       "are made on the CPU, where a CPU run makes them anyway")
+      for text in ("dtype=config.dtype, device=None, batch_norm", "dtype=config.dtype, batch_norm=config.batch_norm)",
+                   "self.model.layers[0].weight.dtype, None)", "torch.from_numpy(order).to(None)",
+                   "dtype=X.dtype, device=None)", "dtype=X.dtype, )", "dtype=torch.int64, device=None)",
+                   "dtype=torch.int64, )")],
 ]
 
 # The bugs issue 15 found slipping through, planted one at a time; each must be killed by a torch-free test.

@@ -63,7 +63,7 @@ def check_layer_sizes(layer_sizes) -> list[int]:
 class Linear:
     """z = x·Wᵀ + b with parameters ``{name}.weight`` (out, in) and ``{name}.bias`` (out,) (``bias=False``: none)."""
 
-    def __init__(self, params: dict, name: str, input_grad: bool = True, bias: bool = True):
+    def __init__(self, params: dict, name: str, input_grad: bool, bias: bool = True):
         self.params, self.input_grad = params, input_grad  # the first layer's input (the data) needs no gradient
         self.weight, self.bias = f"{name}.weight", f"{name}.bias" if bias else None
 

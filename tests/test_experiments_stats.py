@@ -123,3 +123,80 @@ def test_a_pair_not_separable_after_holm_is_never_said_to_need_fewer_seeds_than_
     text = verdict("x", "y", r, p_holm=0.08, n_pairs=36)  # but not after Holm over 36 pairs
     needed = int(text.rsplit("about ", 1)[1].split()[0])
     assert text.startswith("not separable with 5 seeds") and needed > 5
+
+
+# --------------------------------------------------------------------------- absolute facts of the statistics
+def test_accuracy_interval_of_two_seeds_is_the_t_interval_on_the_logit_scale_worked_out():
+    x = np.array([0.90, 0.92])
+    logit = np.log(x / (1 - x))  # 2.1972, 2.4423
+    half = 12.706204736174707 * logit.std(ddof=1) / math.sqrt(2)  # t(0.975, 1 degree of freedom)
+    low, high = 1 / (1 + np.exp(-(logit.mean() - half))), 1 / (1 + np.exp(-(logit.mean() + half)))
+    interval = accuracy_ci(x)
+    assert interval.n == 2 and interval.mean == pytest.approx(0.91)
+    assert (interval.low, interval.high) == pytest.approx((low, high), rel=1e-12)
+    assert 0 < interval.low < 0.9 and 0.92 < interval.high < 1
+
+
+def test_an_accuracy_of_zero_gives_a_finite_interval():
+    interval = accuracy_ci([0.0, 0.0, 0.1])
+    assert all(math.isfinite(v) for v in interval[:3]) and 0 <= interval.low <= interval.mean <= interval.high <= 1
+
+
+def test_intervals_print_as_documented():
+    from experiments.stats import Interval
+    assert str(Interval(0.97123, 0.97011, 0.97234, 3)) == "0.9712 [0.9701, 0.9723]"
+    assert Interval(0.97123, 0.97011, 0.97234, 3).format(".2%") == "97.12% [97.01, 97.23%]"
+    assert mean_ci([]).format() == "–"
+    assert mean_ci([0.9]).format() == "0.9000 (n=1)" and mean_ci([0.9]).n == 1
+
+
+def simulated_power(effect: float, n: int, alpha: float = 0.05, trials: int = 200_000) -> float:
+    """The power of the two-sided paired t-test by simulation: how often |t| exceeds its critical value when
+    the differences are drawn from N(effect, 1)."""
+    d = np.random.default_rng(0).normal(effect, 1.0, size=(trials, n))
+    t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(n))
+    return float(np.mean(np.abs(t) > sps.t.ppf(1 - alpha / 2, n - 1)))
+
+
+@pytest.mark.parametrize("effect, n, alpha", [(1.0, 10, 0.05), (0.1, 5, 0.05), (0.5, 8, 0.01), (-0.7, 6, 0.05)])
+def test_power_matches_a_simulation_of_the_test(effect, n, alpha):
+    # 200,000 trials: the simulation's standard error is at most 0.0011
+    assert power_paired_t(effect, n, alpha) == pytest.approx(simulated_power(effect, n, alpha), abs=0.005)
+
+
+def test_power_without_a_difference_is_alpha_and_power_does_not_care_about_the_sign():
+    for n in (2, 5, 30):
+        assert power_paired_t(0.0, n) == pytest.approx(0.05, abs=1e-12)
+        assert power_paired_t(0.0, n, alpha=0.01) == pytest.approx(0.01, abs=1e-12)
+    assert power_paired_t(-0.4, 12) == power_paired_t(0.4, 12)
+
+
+def test_power_far_in_the_tail_takes_the_normal_limit():
+    # scipy's noncentral t gives NaN here (n = 10,000, noncentrality 20): the normal limit is 1 to 1e-80
+    assert power_paired_t(0.2, 10_000) == 1.0
+    assert power_paired_t(0.1, 100_000) == 1.0
+
+
+def test_seeds_needed_on_known_cases():
+    assert seeds_needed(100.0, 1.0) == 2  # the smallest paired test there is
+    assert seeds_needed(1.0, 0.0) == math.inf and seeds_needed(0.0, 1.0) == math.inf
+    assert seeds_needed(0.01, 1e-320) == math.inf  # a ratio that overflows is not taken for a huge effect
+    assert seeds_needed(1e-4, 1.0) == math.inf  # would need about 800 million
+    for alpha in (0.05, 0.01):
+        n = seeds_needed(0.5, 1.0, alpha=alpha)
+        assert power_paired_t(0.5, n, alpha) >= 0.8 > power_paired_t(0.5, n - 1, alpha)
+    assert seeds_needed(0.5, 1.0) == 34 and seeds_needed(0.5, 1.0, alpha=0.01) == 51  # Cohen's tables: 34, 51
+    # reachable within 100,000 seeds at alpha 0.05 (power 0.885) but not at alpha 0.01 (power 0.72)
+    assert seeds_needed(0.01, 1.0) < 100_000 and seeds_needed(0.01, 1.0, alpha=0.01) == math.inf
+
+
+def test_seeds_needed_stops_at_its_limit():
+    # an effect that needs exactly limit + 1 seeds: not found within the limit, found with one seed more
+    low, high = 1e-3, 2e-2
+    for _ in range(60):  # bisect for the effect whose power at 100,000 seeds is just below 0.8
+        mid = (low + high) / 2
+        low, high = (mid, high) if power_paired_t(mid, 100_000) < 0.8 else (low, mid)
+    effect = low
+    assert power_paired_t(effect, 100_000) < 0.8 <= power_paired_t(effect, 100_001)
+    assert seeds_needed(effect, 1.0) == math.inf
+    assert seeds_needed(effect, 1.0, limit=100_001) == 100_001

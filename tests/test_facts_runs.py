@@ -355,3 +355,37 @@ def test_a_diverging_manual_run_returns_its_non_finite_loss_and_warns_about_noth
         assert not math.isfinite(val_loss) and 0 <= val_acc <= 1
         rows = backend.probe(X, y)
     assert len(rows) == 2 and math.isnan(backend.clip_frac)  # no clipping: NaN
+
+
+# --------------------------------------------------------------------------- the torch backend's clip count
+def torch_backend(**fields):
+    return training.TorchBackend(RunConfig(layer_sizes=(784, 3, 10), dtype="float64", optimizer="SGD", lr=0.1,
+                                           **fields), "cpu")
+
+
+def torch_gradient_of_one_batch(X, y) -> tuple[float, float]:
+    """The global L2 norm (as torch's clip_grad_norm_ computes it, to the last bit) and the largest |entry| of the
+    first batch's gradient (the init is the seed's)."""
+    import torch
+
+    backend = torch_backend()
+    backend.model.loss(X, y).backward()
+    params = list(backend.model.parameters())
+    norm = float(torch.nn.utils.clip_grad_norm_(params, 1e300))  # a bound that scales nothing
+    return norm, float(max(p.grad.abs().max() for p in params))
+
+
+def test_the_torch_backend_counts_a_clipped_step_exactly_where_torch_scales_the_gradient():
+    X, y = torch_backend().prepare(one_image_split(4))
+    norm, largest = torch_gradient_of_one_batch(X, y)
+    for fields, clipped in [(dict(clip_grad_norm=norm), 1.0),  # scale norm / (norm + 1e-6) < 1: shrunk
+                            (dict(clip_grad_norm=norm + 1e-6), 0.0),  # scale exactly 1: unchanged
+                            (dict(clip_grad_norm=2 * norm), 0.0),
+                            (dict(clip_grad_value=largest), 0.0),  # at the bound: clamping changes nothing
+                            (dict(clip_grad_value=largest * (1 - 1e-9)), 1.0)]:
+        backend = torch_backend(**fields)
+        backend.train_epoch(X, y, np.arange(4), 4)  # one step
+        assert backend.clip_frac == clipped, fields
+    plain = torch_backend()
+    plain.train_epoch(X, y, np.arange(4), 4)
+    assert math.isnan(plain.clip_frac)

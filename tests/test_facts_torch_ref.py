@@ -111,3 +111,10 @@ def test_a_spec_mismatch_names_both_sides():
     assert message(lambda: torch_ref.check_same_spec(manual.MLP([3, 2], "tanh"), torch_ref.MLP([3, 2], "relu"))) \
         == "manual and torch networks differ in spec (manual, torch): {'activation': ('tanh', 'relu')}"
     torch_ref.check_same_spec(manual.MLP([3, 2], "tanh"), torch_ref.MLP([3, 2], "tanh"))  # the same: no error
+
+
+def test_a_one_layer_net_checks_and_converts_its_inputs_like_a_deep_one():
+    net = torch_ref.MLP([3, 2], dtype="float64")  # no hidden layer: layers[0] is also the last
+    out = net(np.ones((4, 3), dtype=np.float32))  # converted to the network's dtype
+    assert out.shape == (4, 2) and out.dtype == torch.float64
+    assert message(lambda: net(np.ones((4, 5)))) == "X has 5 features per row but the input layer has 3 units"

@@ -122,8 +122,11 @@ def test_bad_layer_sizes_are_refused(sizes, message):
 @pytest.mark.parametrize("X, message", [
     (np.ones((2, 4)), "X has 4 features per row but the input layer has 3 units"),
     (np.ones(3), r"X must be a 2-D array \(batch, 3\)"),
-    (np.array([[0.0, np.nan, 1.0]]), "X contains NaN or infinite values"),
-    (np.array([[0.0, np.inf, 1.0]]), "X contains NaN or infinite values"),
+    (np.array([[0.0, np.nan, 1.0]]), "^X contains NaN or infinite values$"),
+    (np.array([[0.0, np.inf, 1.0]]), "^X contains NaN or infinite values$"),
+    (np.ones((1, 3), dtype=np.complex128), "^X must be numeric, got dtype complex128$"),
+    (np.array([["a", "b", "c"]]), "^X must be numeric, got dtype <U1$"),
+    (np.zeros((0, 3)), r"^X is an empty batch \(shape \(0, 3\)\): give at least one row$"),
 ])
 def test_bad_inputs_are_refused(X, message):
     net = manual.MLP([3, 2])
@@ -131,6 +134,13 @@ def test_bad_inputs_are_refused(X, message):
         net.forward(X)
     with pytest.raises(ValueError, match=message):
         net.loss_and_grads(X, np.zeros(len(X), dtype=int))
+
+
+def test_the_default_seed_is_0():
+    default, zero, one = manual.MLP([5, 4, 3]), manual.MLP([5, 4, 3], seed=0), manual.MLP([5, 4, 3], seed=1)
+    for name in zero.params:
+        np.testing.assert_array_equal(default.params[name], zero.params[name])
+    assert not np.array_equal(default.params["layers.0.weight"], one.params["layers.0.weight"])
 
 
 @pytest.mark.parametrize("y, message", [

@@ -117,7 +117,8 @@ def test_a_damaged_database_is_named_with_what_to_do(tmp_path):
     (tmp_path / "study.db-wal").unlink(missing_ok=True)
     (tmp_path / "study.db").write_bytes(b"this is not an SQLite database" * 100)
     for open_folder in (Store, results_store.load):
-        with pytest.raises(StoreError, match=r"study\.db is not a readable SQLite database.*move it aside"):
+        with pytest.raises(StoreError, match=r"study\.db is not a readable SQLite database \(file is not a "
+                                             r"database\); move it aside"):
             open_folder(tmp_path)
 
 
@@ -305,3 +306,178 @@ def test_after_kill_9_the_study_resumes_without_cleanup_or_redoing_runs(tmp_path
     runs = results_store.load(tmp_path).runs
     assert len(runs) == 6 and runs["key"].is_unique and (runs["status"] == "ok").all()
     pd.testing.assert_series_equal(runs.set_index("key")["wall_time_s"].loc[kept.index], kept)  # not retrained
+
+
+# --------------------------------------------------------------------------- which rows make a run whole
+def frames(runs, epochs, layers):
+    """``finished_runs``'s three frames from tuples: runs (key, status, epochs_done), epochs (key, epoch) and
+    layers (key, epoch) with two layer rows per epoch."""
+    return (pd.DataFrame(runs, columns=["key", "status", "epochs_done"]),
+            pd.DataFrame(epochs, columns=["key", "epoch"]),
+            pd.DataFrame([(k, e, l) for k, e in layers for l in (0, 1)], columns=["key", "epoch", "layer"]))
+
+
+def test_a_run_is_whole_with_its_epochs_and_layers_from_initialisation_to_its_last_probe():
+    probed = [("ok", e) for e in (0, 1, 2)] + [("div", e) for e in (0, 1)] + [("div2", e) for e in (0, 1, 2)]
+    runs, epochs, layers = frames(
+        [("ok", "ok", 2), ("div", "diverged", 2), ("div2", "diverged", 2), ("short", "ok", 2),
+         ("fail", "failed", 0), ("nan", "ok", None), ("late", "ok", 2), ("diverged_early", "diverged", 2)],
+        [(k, e) for k in ("ok", "div", "div2", "late", "diverged_early") for e in (1, 2)] + [("short", 1), ("nan", 1)],
+        probed + [("short", 0), ("short", 1), ("nan", 0), ("nan", 1), ("late", 0), ("late", 1),
+                  ("diverged_early", 0)])
+    whole = results_store.finished_runs(runs, epochs, layers)
+    assert dict(zip(runs["key"], whole)) == {
+        "ok": True,       # 2 epochs, layers probed at 0, 1, 2
+        "div": True,      # diverged at epoch 2: probed up to the epoch before, where the loss was finite
+        "div2": True,     # ... or up to its last epoch
+        "short": False,   # one epoch row of two
+        "fail": True,     # a failed run is its runs row alone
+        "nan": False,     # no epochs_done: never whole, whatever rows it has
+        "late": False,    # an ok run must be probed after its last epoch too
+        "diverged_early": False,  # a diverged run probed only at initialisation lacks epoch 1
+    }
+    assert whole.dtype == bool
+
+
+def test_finished_runs_keeps_the_index_of_the_rows_it_is_given():
+    runs, epochs, layers = frames([("x", "ok", 1), ("y", "failed", 0), ("z", "ok", 1)],
+                                  [("x", 1)], [("x", 0), ("x", 1)])
+    runs.index = [10, 20, 30]
+    whole = results_store.finished_runs(runs, epochs, layers)
+    assert list(whole.index) == [10, 20, 30] and list(whole) == [True, True, False]
+
+
+def test_a_failed_run_stays_in_a_csv_only_folder_and_the_runs_after_it_are_checked(tmp_path):
+    store = Store(tmp_path)
+    for key, status in (("aaaa", "failed"), ("bbbb", "ok")):
+        store.add(result(key, status=status) if status == "ok" else
+                  RunResult(run={**result(key).run, "status": "failed", "epochs_done": 0, "message": "boom"},
+                            epochs=[], layers=[]))
+    store.export()
+    store.close()
+    (tmp_path / "study.db").unlink()
+    tables = results_store.load(tmp_path)
+    assert list(tables.runs["key"]) == ["aaaa", "bbbb"] and list(tables.runs["status"]) == ["failed", "ok"]
+
+
+# --------------------------------------------------------------------------- values and types in the database
+def test_numpy_scalars_tuples_and_nan_are_stored_as_plain_values():
+    import numpy as np
+    assert results_store.plain(np.int64(3)) == 3 and type(results_store.plain(np.int64(3))) is int
+    assert results_store.plain(np.float32(0.5)) == 0.5 and type(results_store.plain(np.float32(0.5))) is float
+    assert results_store.plain(np.float64("nan")) is None and results_store.plain(float("nan")) is None
+    assert results_store.plain((784, 16, 10)) == "[784, 16, 10]" and results_store.plain([1]) == "[1]"
+    assert results_store.plain("relu") == "relu" and results_store.plain(None) is None
+
+
+def test_columns_keep_their_values_types_and_order(tmp_path):
+    db = results_store.Database(tmp_path / "study.db")
+    with db.transaction():
+        db.insert("runs", [{"key": "0012", "status": "ok", "epochs_done": 1, "note": "1e3"},
+                           {"key": "0003", "status": "ok", "epochs_done": 1, "note": "007", "flag": True},
+                           {"key": "0001", "status": "ok", "epochs_done": 1, "note": "x", "flag": None,
+                            "extra": False}])
+    runs = db.read("runs")
+    assert list(runs["key"]) == ["0001", "0003", "0012"]  # in key order, whatever the insertion order
+    assert list(runs["note"]) == ["x", "007", "1e3"]  # text stays text: no column gets a numeric affinity
+    # booleans read back as booleans (not 0 and 1), in a column created with the table or added later
+    assert pd.isna(runs["flag"].iloc[0]) and str(runs["flag"].iloc[1]) == "True"
+    assert str(runs["extra"].iloc[0]) == "False" and pd.isna(runs["extra"].iloc[1])
+    assert [row[1] for row in db.con.execute("PRAGMA index_list('runs')")] == ["runs_key"]
+    with db.transaction():
+        db.insert("environment", [{"name": "device", "value": "cpu"}])
+    assert list(db.con.execute("PRAGMA index_list('environment')")) == []  # no key column, no key index
+    assert db.read("environment").to_dict("records") == [{"name": "device", "value": "cpu"}]
+    with db.transaction():
+        db.delete("runs")
+    assert list(db.read("runs").columns) == ["key", "status", "epochs_done"]  # as a missing CSV file reads
+    db.close()
+
+
+def test_the_plan_keeps_its_column_order_and_a_save_is_seen_at_once(tmp_path):
+    store = Store(tmp_path)
+    _ = store.tables  # read once, so that a stale cache would show
+    store.save("plan", pd.DataFrame({"study": ["s"], "arm": ["a"], "key": ["k1"]}))
+    assert list(store.tables.plan.columns) == ["study", "arm", "key"]
+    assert list(store.tables.plan["key"]) == ["k1"]
+    store.save("plan", pd.DataFrame({"study": ["s"], "arm": ["b"], "key": ["k2"]}))
+    assert list(store.tables.plan["key"]) == ["k1", "k2"] and list(store.tables.plan.columns) == ["study", "arm", "key"]
+    store.close()
+
+
+# --------------------------------------------------------------------------- exports
+def test_an_empty_table_writes_no_file_and_the_tables_after_it_are_written(tmp_path):
+    store = Store(tmp_path)
+    store.add(result("aaaa"))
+    store.save("environment", pd.DataFrame({"name": ["device"], "value": ["cpu"]}))  # no plan (a `train`)
+    store.export()
+    store.close()
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == ["environment.csv", "epochs.csv", "layers.csv",
+                                                            "runs.csv"]
+
+
+def test_an_export_that_is_up_to_date_is_not_rewritten(tmp_path):
+    filled(tmp_path).close()
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.csv")}
+    time.sleep(0.01)
+    results_store.load(tmp_path)
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.csv")} == before
+
+
+class FailingConnection:
+    """A connection whose every statement fails as a damaged database's does."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def execute(self, *args):
+        raise self.error
+
+
+@pytest.mark.parametrize("error", [sqlite3.OperationalError("database disk image is malformed"),
+                                   sqlite3.DatabaseError("file is not a database")])
+def test_a_database_that_fails_mid_read_is_named_with_sqlites_words(tmp_path, error):
+    db = results_store.Database(tmp_path / "study.db")
+    real, db.con = db.con, FailingConnection(error)
+    for read in (lambda: db.finished("k"), lambda: db.read("runs")):
+        with pytest.raises(StoreError, match=f"study.db is not a readable SQLite database \\({error}\\)"):
+            read()
+    db.con = real
+    db.close()
+
+
+def test_only_a_lock_is_called_a_lock():
+    db = results_store.Database.__new__(results_store.Database)
+    db.path = Path("study.db")
+    assert "stayed locked" in str(db.damaged(sqlite3.OperationalError("database is locked")))
+    assert "not a readable" in str(db.damaged(sqlite3.OperationalError("no such column: x")))
+    assert "not a readable" in str(db.damaged(sqlite3.DatabaseError("the table is locked in a strange way")))
+
+
+# --------------------------------------------------------------------------- how the database is opened
+def test_the_database_is_opened_in_wal_mode_with_its_busy_timeout_and_explicit_transactions(tmp_path):
+    db = results_store.Database(tmp_path / "study.db")
+    assert db.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.con.execute("PRAGMA busy_timeout").fetchone()[0] == results_store.BUSY_TIMEOUT_S * 1000
+    assert db.con.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    db.con.execute('CREATE TABLE "t" ("x")')  # a statement outside transaction() is not left open ...
+    db.con.execute('INSERT INTO "t" VALUES (1)')
+    other = sqlite3.connect(tmp_path / "study.db")  # ... another process sees it at once
+    assert other.execute('SELECT "x" FROM "t"').fetchall() == [(1,)]
+    other.close()
+    db.close()
+    again = results_store.Database(tmp_path / "study.db")  # WAL is a property of the file: it stays on
+    assert again.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again.close()
+
+
+def test_opening_a_study_folder_rewrites_no_up_to_date_export_and_makes_missing_parents(tmp_path):
+    filled(tmp_path).close()
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.csv")}
+    time.sleep(0.01)
+    Store(tmp_path).close()
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.csv")} == before
+    nested = Store(tmp_path / "a" / "b" / "c")
+    nested.add(result("aaaa"))
+    nested.close()
+    assert (tmp_path / "a" / "b" / "c" / "study.db").exists()

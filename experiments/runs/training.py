@@ -311,7 +311,7 @@ class ManualBackend:
 class TorchBackend:
     """``torch_ref.MLP`` trained with ``torch.optim`` on the CPU or a CUDA GPU, data held on the device."""
 
-    def __init__(self, config: RunConfig, device: str = "auto"):
+    def __init__(self, config: RunConfig, device: str):
         import torch
         import torch_ref
 

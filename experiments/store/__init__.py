@@ -303,12 +303,12 @@ class Database:
             self.con.executemany(f'INSERT INTO "{name}" ({names}) VALUES ({marks})',
                                  [[plain(row[c]) for c in columns] for row in rows if tuple(row) == columns])
 
-    def read(self, name: str, where: str = "", args=()) -> pd.DataFrame:
+    def read(self, name: str) -> pd.DataFrame:
         order = ", ".join(f'"{c}"' for c in ORDER.get(name, ())) or "rowid"
         try:
             if not self.exists(name):
                 return empty(name)
-            df = pd.read_sql_query(f'SELECT * FROM "{name}" {where} ORDER BY {order}', self.con, params=args)
+            df = pd.read_sql_query(f'SELECT * FROM "{name}" ORDER BY {order}', self.con)
         except (sqlite3.DatabaseError, pd.errors.DatabaseError) as e:
             raise self.damaged(e) from None
         for column in df.columns:  # a column of nothing but NULL reads as NaN, as from a CSV file
