@@ -111,7 +111,7 @@ EQUIVALENT = [
        "add into them gives backward's gradient (0 + g = g; at most an exact zero's sign could differ, which no "
        "update rule here turns into a different value; two epochs of every optimizer came out bit for bit equal)")
       for text in ("self.opt.zero_grad(set_to_none=None)", "self.opt.zero_grad(set_to_none=False)")],
-    ("experiments.runs.training.xǁManualBackendǁ__init____mutmut_*", 'self.scheduler = ""',
+    ("experiments.runs.training.xǁ*Backendǁ__init____mutmut_*", 'self.scheduler = ""',
      "the scheduler is only tested for truth (`if self.scheduler:` in end_epoch), and '' is false like None; a "
      "schedule replaces it with the scheduler object"),
     *[("experiments.runs.training.xǁManualBackendǁevaluate__mutmut_*", text,
@@ -233,7 +233,7 @@ EQUIVALENT = [
 # runs): on a CPU-only machine no test can tell them apart. They stay in the "not killed" count.
 CUDA_ONLY = [
     *[("torch_ref.*", text, "only a CUDA run can tell: on the CPU the tensors land on the CPU either way")
-      for text in ("device=None", "torch.as_tensor(np.asarray(v), )", "nn.Linear(n_in, n_out, dtype=dtype, )",
+      for text in ("device=None", "torch.as_tensor(np.asarray(v), )", "dtype=dtype, )", "nn.Linear(n_in, n_out, dtype=dtype, )",
                    "y.to(None, torch.long)", "y.to(torch.long)", "X.to(None, first.dtype)", "X.to(first.dtype)")],
     *[("experiments.runs.stacked.x_train_stacked__mutmut_*", f"training.split_to_torch(data.{split}, dtype, None)",
        "only a CUDA run can tell: with device None the split's tensors stay on the CPU, where trainer.device puts "

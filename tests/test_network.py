@@ -94,6 +94,8 @@ def test_same_seed_same_parameters_different_seed_different(init):
     (dict(loss="hinge"), "unknown loss 'hinge'; valid losses: mse, cross_entropy"),
     (dict(init="glorot"), "unknown init 'glorot'; valid inits: normal, xavier, he, pytorch"),
     (dict(dtype="float16"), "unsupported dtype 'float16'; valid dtypes: float32, float64"),
+    (dict(dtype="f4"), "unsupported dtype 'f4'; valid dtypes: float32, float64"),  # names, as documented
+    (dict(dtype="bogus"), "unsupported dtype 'bogus'; valid dtypes: float32, float64"),
 ])
 def test_unknown_names_are_refused_with_the_valid_ones(kwargs, message):
     with pytest.raises(ValueError, match=message):

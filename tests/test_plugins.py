@@ -175,6 +175,7 @@ def test_torch_ref_wraps_torch_fn_and_refuses_a_plugin_without_one():
     auto_loss, auto = autograd_loss_and_grads(torch_twin(net), X, y)
     assert auto_loss == pytest.approx(loss, rel=1e-14)
     assert max(max_rel_err(grads[k], auto[k]) for k in grads) < 1e-10
+    assert "PluginActivation(mish)" in repr(torch_twin(net))  # a printed model names its plug-in
     register(Activation("numpy_only", np.tanh, lambda z: 1 - np.tanh(z) ** 2))
     with pytest.raises(ValueError, match="activation 'numpy_only' has no torch_fn"):
         torch_ref.MLP([5, 4, 3], activation="numpy_only")
