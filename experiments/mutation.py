@@ -213,6 +213,20 @@ EQUIVALENT = [
       for text in ("ignore_index=None)", "pd.concat([recorded, df], )", "ignore_index=False)",
                    "df.astype(object).where(df.notna(), )", 'to_dict("RECORDS")')],
     # experiments.stats
+    *[("experiments.stats.x_compare_arms__mutmut_*", text,
+       "the frame's columns are selected and ordered by df[COMPARISON_COLUMNS] before it is returned (and an empty "
+       "one returns early); pandas lower-cases to_dict's orient; a sort on two columns ignores kind (pandas "
+       "sorts several keys with a stable lexsort)")
+      for text in ("df = pd.DataFrame(rows, columns=None)", "df = pd.DataFrame(rows, )", 'to_dict("RECORDS")',
+                   "kind=None).reset_index(drop=True)", ").reset_index(drop=True)")],
+    *[("experiments.stats.x_time_to_target__mutmut_*", text,
+       "the epochs are sorted by key just before, so grouping with or without sorting the keys visits them in "
+       "the same order") for text in ('groupby("key", sort=None)', 'groupby("key", )', 'groupby("key", sort=True)')],
+    ("experiments.stats.x_time_to_target__mutmut_*", 'run["val_acc"].to_numpy(dtype=None)',
+     "val_acc is a float column (every epochs table is read with its numbers checked), so the array is float "
+     "either way"),
+    ("experiments.stats.x_seeds_disagree__mutmut_*", "len(x) >= 1 and x.max() - x.min()",
+     "one value spans 0 points, never more than 5: the same answer as not looking"),
     ("experiments.stats.xǁIntervalǁformat__mutmut_*", 'spec: str = ".4F"',
      "F differs from f only in writing INF and NAN in capitals; an Interval's mean and bounds come from finite "
      "values (stats.finite drops the rest), and a NaN bound (n = 1) is written as (n=1) before the spec is used"),

@@ -200,3 +200,43 @@ def test_seeds_needed_stops_at_its_limit():
     assert power_paired_t(effect, 100_000) < 0.8 <= power_paired_t(effect, 100_001)
     assert seeds_needed(effect, 1.0) == math.inf
     assert seeds_needed(effect, 1.0, limit=100_001) == 100_001
+
+
+def test_time_to_target_counts_an_epoch_that_reaches_the_target_exactly():
+    epochs = pd.DataFrame({"key": ["c"] * 3, "epoch": [1, 2, 3], "epoch_time_s": [1.5] * 3,
+                           "val_acc": [0.5, 0.9, 0.95]})
+    out = time_to_target(epochs, 0.9).set_index("key")
+    assert out.loc["c", "epoch"] == 2 and out.loc["c", "seconds"] == 3.0
+
+
+def test_seeds_disagree_more_than_5_points_apart_or_with_mixed_statuses():
+    assert seeds_disagree([0.90, 0.91], ["ok", "ok"]) is False  # one status is not mixed
+    assert seeds_disagree([0.90, 0.91], ["ok", "diverged"]) is True
+    assert seeds_disagree([0.80, 0.90]) is True  # two seeds 10 points apart
+    assert seeds_disagree([0.0, 0.05]) is False  # exactly 5 points: not more than 5
+    assert seeds_disagree([0.5]) is False and seeds_disagree([]) is False
+
+
+def test_compare_arms_orders_by_p_holm_then_the_larger_difference_and_counts_seeds_at_holms_level():
+    noise = np.array([0.01, -0.01, 0.01, -0.01, 0.001])  # mean 0.0002: no arm separates from another
+    values = pd.DataFrame({"base": A, "n1": A + noise, "n2": A + 3 * noise})
+    table = compare_arms(values, "g")
+    assert list(table["metric"]) == ["test_acc"] * 3  # the default metric
+    assert list(table["p_holm"]) == [1.0, 1.0, 1.0]
+    # ties in p_Holm: the larger difference first
+    assert list(zip(table["arm_a"], table["arm_b"])) == [("n2", "base"), ("n2", "n1"), ("n1", "base")]
+    assert list(table["mean_diff"]) == pytest.approx([0.06, 0.04, 0.02])
+    for row in table.itertuples():
+        r = paired(values[row.arm_a], values[row.arm_b])
+        needed = seeds_needed(r["mean_diff"], r["sd_diff"], alpha=0.05 / 3)  # 3 pairs: Holm may ask for α/3
+        assert row.verdict.endswith(f"needs about {needed} seeds")
+    clear = compare_arms(pd.DataFrame({"lo": B, "hi": A, "noisy": A + noise}), "g")
+    assert list(clear["p_holm"]) == sorted(clear["p_holm"])  # the most significant pair first
+
+
+def test_identical_arms_keep_their_order_and_a_single_arm_has_no_pairs():
+    table = compare_arms(pd.DataFrame({"relu": A, "copy": A}), "g")
+    assert (table["arm_a"].iloc[0], table["arm_b"].iloc[0]) == ("relu", "copy")
+    empty = compare_arms(pd.DataFrame({"relu": A}), "g")
+    assert len(empty) == 0 and list(empty.columns) == ["group", "arm_a", "arm_b", "metric", "n", "mean_diff",
+                                                        "ci_low", "ci_high", "p_t", "p_wilcoxon", "p_holm", "verdict"]
