@@ -30,6 +30,7 @@ import csv
 import fnmatch
 import hashlib
 import json
+import math
 import os
 import re
 import shlex
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,6 +214,27 @@ EQUIVALENT = [
        "stores as NULL like None")
       for text in ("ignore_index=None)", "pd.concat([recorded, df], )", "ignore_index=False)",
                    "df.astype(object).where(df.notna(), )", 'to_dict("RECORDS")')],
+    *[("experiments.store.x_read_csv__mutmut_*", text,
+       "this pass only counts each line's fields (pandas reads the file again for the values); with newline='' "
+       "(csv's advice) or universal newlines the lines split at the same places, and translating a \\r\\n "
+       "inside a quoted field changes no count") for text in ('with open(path, newline=None) as f:',
+                                                              'with open(path, ) as f:')],
+    ("experiments.store.x_read_csv__mutmut_*", "if len(fields) <= len(header) else",
+     "inside `if len(fields) != len(header)` the two counts differ, so ≤ and < say the same"),
+    *[("experiments.store.x_load__mutmut_*", text,
+       "without the tables the export reads them from the same database, just read by read_all: the same frames")
+      for text in ("db.export(folder, None, only_stale=True)", "db.export(folder, only_stale=True)")],
+    *[(f"experiments.runs.training.x_{function}__mutmut_*", text,
+       "validation checks the inputs and returns them as they are when they already have the model's dtype, device "
+       "and shape, which prepare() gave the split (its images and labels checked there): the same numbers, checked "
+       "twice") for function in ("evaluate_torch", "probe_torch")
+      for text in ("validate=None)", "validate=True)", "model.loss(X, y, )", "model(X, )")],
+    ("experiments.runs.training.xǁRunRecorderǁ__init____mutmut_*", "self.result = RunResult(run=None)",
+     "finish() sets the run row before the result is returned, and nothing reads it earlier"),
+    *[("experiments.runs.training.xǁRunConfigǁkey__mutmut_*", text,
+       "__post_init__ leaves every field a JSON type (plain Python ints and floats, layer_sizes a tuple of ints, "
+       "strings, booleans, None), so json.dumps never calls its default: the same text, the same key")
+      for text in ("sort_keys=True, default=None)", "sort_keys=True, )")],
     # experiments.stats
     *[("experiments.stats.x_compare_arms__mutmut_*", text,
        "the frame's columns are selected and ordered by df[COMPARISON_COLUMNS] before it is returned (and an empty "
@@ -237,6 +260,20 @@ EQUIVALENT = [
        "there the second term, Φ(−c − nc) or Φ(c − nc), is below 1e-15 and the power is 1.0 either way")
       for text in ("sps.norm.sf(critical - nc) - sps.norm.cdf(-critical - nc)",
                    "sps.norm.sf(critical - nc) + sps.norm.cdf(+critical - nc)")],
+    *[("experiments.stats.x_paired__mutmut_*", text,
+       "this branch runs with n ≥ 2 differences, and every one equals d[0] exactly when every one equals d[1] "
+       "(inside the branch d[1] is d[0]): the same test, the same value")
+      for text in ("if np.all(d == d[1]):", "1.0 if d[1] == 0 else 0.0")],
+    ("experiments.stats.x_holm__mutmut_*", "np.full_like(p, None)",
+     "p is a float array, and None converted to float is NaN: the same fill"),
+    *[("experiments.stats.x_holm__mutmut_*", text,
+       "the sort's kind only orders tied p-values, and ties get the same adjusted value in either order: the first "
+       "of a tie at rank r gets (m − r)·p, which the running maximum carries to the next")
+      for text in ('kind=None)]', 'np.argsort(p[idx], )]', 'kind="STABLE")]')],
+    ("experiments.stats.x_verdict__mutmut_*", "if diff >= 0 else (arm_b, arm_a)",
+     "differs only at a mean difference of exactly 0 with p_Holm < α; p_Holm is Holm's adjustment (never "
+     "smaller) of the paired t-test's p, which is 1 at a mean difference of 0 (t = 0, or no spread): that branch "
+     "never sees diff = 0"),
     *[("experiments.stats.x_seeds_needed__mutmut_*", text,
        "the power is a continuous function of n's noncentrality: it equals the target exactly on no integer n "
        "met in practice, so < and <= (>= and >) choose the same n")
@@ -269,6 +306,15 @@ CUDA_ONLY = [
        "only a CUDA run can tell: it drops the CUDA synchronisation around the timed loop (CUDA epoch times would "
        "count only kernel launches); on the CPU self.device is 'cpu' and the branch is never taken either way")
       for text in ('if self.device == "XXcudaXX":', 'if self.device == "CUDA":')],
+    *[("experiments.runs.training.x_resolve_device__mutmut_*", text,
+       "only a CUDA run can tell: it changes the name \"auto\" resolves to where torch.cuda.is_available() is true; "
+       "on the CPU \"auto\" is \"cpu\" either way")
+      for text in ('(torch.cuda.is_available()) and False else "cpu"', '"XXcudaXX" if torch.cuda.is_available()',
+                   '"CUDA" if torch.cuda.is_available()')],
+    *[("experiments.runs.training.x_split_to_torch__mutmut_*", text,
+       "only a CUDA run can tell: without the device the split's tensors stay on the CPU, where a CPU run puts them "
+       "anyway") for text in (".to(None, dtype) / 255", "torch.from_numpy(split.images).to(dtype) / 255",
+                              "torch.from_numpy(split.labels).to(None)")],
     *[("experiments.runs.training.xǁTorchBackendǁsync__mutmut_*", text,
        "only a CUDA run can tell: it drops the CUDA synchronisation before an epoch's time is read; on the CPU "
        "self.device is 'cpu' and the branch is never taken either way")
@@ -318,24 +364,26 @@ def mutmut_version() -> str:
 def mutants_to_run(patterns: list[str], recheck: bool) -> list[str]:
     """mutmut reruns every mutant it is given by name: so name only those matching ``patterns`` that are not
     checked yet (and, with ``recheck``, those that survived), to continue a stopped run rather than restart it."""
-    known = collect()
+    previous = previous_rows()
+    known = collect() or [{**row, "status": "not checked"} for row in previous.values()]  # mutants/ made afresh
     if not known:
-        return patterns  # nothing generated yet: mutmut expands the patterns itself
+        return patterns  # nothing generated or reported yet: mutmut expands the patterns itself
     wanted = {"not checked"} | ({"survived", "no tests", "suspicious", "timeout"} if recheck else set())
-    settled = {name for name, row in previous_rows().items()  # equivalent, or killed on the same source
-               if row.get("verdict") == "equivalent" or row.get("verdict") == "killed"
-               and row.get("source_sha1") == source_hash(row["file"])}
+    settled = {name for name, row in previous.items()  # on the same source: equivalent, killed, or CUDA-only
+               if row.get("source_sha1") == source_hash(row["file"])
+               and (row.get("verdict") in ("equivalent", "killed") or row.get("note", "").startswith("NOT KILLED ("))}
     return [r["mutant"] for r in known if r["status"] in wanted and r["mutant"] not in settled
             and (not patterns or any(fnmatch.fnmatchcase(r["mutant"], p) for p in patterns))]
 
 
-def run_mutmut(names: list[str], max_children: int, time_limit: float) -> None:
-    """``nice -n 15 mutmut run`` on ``names`` (all when empty), stopped after ``time_limit`` seconds."""
+def run_mutmut(names: list[str], max_children: int, time_limit: float) -> bool:
+    """``nice -n 15 mutmut run`` on ``names`` (all when empty), stopped after ``time_limit`` seconds (then True)."""
     command = ["nice", "-n", "15", "mutmut", "run", "--max-children", str(max_children), *names]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
     try:
         process.wait(timeout=time_limit)
+        return False
     except subprocess.TimeoutExpired:
         print(f"mutmut stopped after the time limit of {time_limit:.0f} s; a rerun continues where it stopped")
         os.killpg(process.pid, signal.SIGINT)
@@ -344,6 +392,7 @@ def run_mutmut(names: list[str], max_children: int, time_limit: float) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        return True
 
 
 def collect() -> list[dict]:
@@ -388,7 +437,10 @@ def killing_test(name: str) -> str:
                            text=True).stdout.splitlines()
     tests = [t for t in tests if t.startswith("tests/")] or ["tests/"]
     env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(ROOT / "mutants")}
-    tests = sorted(tests, key=lambda t: (not t.startswith("tests/test_facts_"), t))  # the fast, pointed ones first
+    # the fast, pointed ones first (pytest keeps this order), so -x stops before any slow module fixture runs
+    stats = ROOT / "mutants" / "mutmut-stats.json"
+    duration = json.loads(stats.read_text())["duration_by_test"] if stats.exists() else {}
+    tests = sorted(tests, key=lambda t: (not t.startswith("tests/test_facts_"), duration.get(t, math.inf), t))
     out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
                          cwd=ROOT / "mutants", env=env, capture_output=True, text=True).stdout
     failed = re.findall(r"^FAILED (.+?)(?: - .*)?$", out, re.M)
@@ -463,19 +515,27 @@ def write_report(rows: list[dict], runs: list[dict], planted) -> None:
         r["killed_by"], r["note"], r["diff"], r["source_sha1"] = old.get("killed_by", ""), "", "", \
             source_hash(r["file"])
         r["checked"] = today if r["status"] != "not checked" else ""
-        if r["status"] == "not checked" and old.get("verdict") == "killed" \
+        if r["status"] == "not checked" and old.get("status", "not checked") != "not checked" \
                 and old.get("source_sha1") == r["source_sha1"]:
-            # mutmut forgets every verdict when the test selection changes; a kill of the same source stays a kill
-            # when tests are only added, so the earlier run's verdict is kept (with its date)
+            # mutmut forgets every verdict when the test selection changes or mutants/ is made afresh; a kill of the
+            # same source stays a kill when tests are only added, and a survivor not rerun stays a survivor (still
+            # counted, or explained again below), so the earlier run's status is kept, with its date
             r["status"], r["checked"] = old["status"], old.get("checked", "")
+    # the slow parts (a `mutmut show` per survivor, a test run per new kill) run side by side, one per core
+    wants_test = [r for r in rows if r["status"] in KILLED and r["killed_by"] in ("", "?")
+                  and (before.get(r["mutant"], {}).get("status") == "survived" or r["killed_by"] == "?")]
+    wants_diff = [r for r in rows if r["status"] not in KILLED and r["status"] not in ("not checked", "skipped")]
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        for r, test in zip(wants_test, pool.map(killing_test, [r["mutant"] for r in wants_test])):
+            r["killed_by"] = test  # it survived an earlier run: killed by a test added since
+        for r, diff in zip(wants_diff, pool.map(mutant_diff, [r["mutant"] for r in wants_diff])):
+            r["diff"] = diff
+    for r in rows:
         if r["status"] in KILLED:
             r["verdict"] = "killed"
-            if r["killed_by"] in ("", "?") and (old.get("status") == "survived" or r["killed_by"] == "?"):
-                r["killed_by"] = killing_test(r["mutant"])  # it survived an earlier run: killed by a test added since
         elif r["status"] in ("not checked", "skipped"):
             r["verdict"] = "not checked"
         else:
-            r["diff"] = mutant_diff(r["mutant"])
             reason = equivalent_reason(r["mutant"], r["diff"])
             cuda = equivalent_reason(r["mutant"], r["diff"], CUDA_ONLY)
             r["verdict"], r["note"] = ("equivalent", reason) if reason else \
@@ -494,9 +554,10 @@ def write_report(rows: list[dict], runs: list[dict], planted) -> None:
     lines += [f"- `{r['command']}` ({r['started']}, {r['minutes']} min, {r['mutants']} mutants)" for r in runs]
     lines += ["", "What is mutated and which tests run: `[tool.mutmut]` in `pyproject.toml`. Score = killed / "
              "(mutants − equivalent − not checked); a timeout counts as killed. mutmut forgets all its verdicts "
-             "when the list of tests it runs changes; a kill recorded by an earlier run on the same source file "
-             "(same SHA-1 in `mutants.csv`) is then kept, since adding tests cannot revive a mutant; the column "
-             "`checked` dates each verdict.", "",
+             "when the list of tests it runs changes or `mutants/` is made afresh; the verdict an earlier run "
+             "recorded on the same source file (same SHA-1 in `mutants.csv`) is then kept — a kill stays a kill, "
+             "since adding tests cannot revive a mutant, and a survivor stays a survivor until it is rerun; the "
+             "column `checked` dates each verdict.", "",
              "| module | mutants | killed | equivalent | not killed | not checked | score |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in score_table(rows)]
@@ -558,17 +619,21 @@ def main(argv=None) -> int:
         return 0
     check_test_selection()
     runs_file = OUT / "runs.json"  # every run this report sums up: command, date, minutes
-    runs = json.loads(runs_file.read_text()) if runs_file.exists() else []
     if not args.report_only:
         names = mutants_to_run(args.patterns, args.recheck)
         start, started = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M")
-        if names or not args.patterns:
-            run_mutmut(names, args.max_children, args.time_limit)
+        stopped = run_mutmut(names, args.max_children, args.time_limit) if names or not args.patterns else False
         command = "python -m experiments.mutation " + shlex.join(argv if argv is not None else sys.argv[1:])
+        asked = set(names)
+        reached = sum(r["status"] != "not checked" for r in collect() if r["mutant"] in asked)
+        mutants = f"{reached} of {len(names)}" if names else "all"
+        runs = json.loads(runs_file.read_text()) if runs_file.exists() else []  # read now: it may have changed
         runs.append({"command": command.strip(), "started": started,
-                     "minutes": round((time.perf_counter() - start) / 60, 1), "mutants": len(names) or "all"})
+                     "minutes": round((time.perf_counter() - start) / 60, 1),
+                     "mutants": mutants + (" (stopped at the time limit)" if stopped else "")})
         OUT.mkdir(parents=True, exist_ok=True)
         runs_file.write_text(json.dumps(runs, indent=1) + "\n")
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else []
     rows = collect()
     if not rows:
         print("no mutants found: run mutmut first (python -m experiments.mutation)", file=sys.stderr)

@@ -10,8 +10,8 @@ from scipy import stats as sps
 from experiments.data import Split, load_mnist
 from experiments.runs import training
 from experiments.runs.training import RunConfig
-from experiments.stats import (accuracy_ci, compare_arms, holm, mean_ci, paired, power_paired_t, seeds_disagree,
-                               seeds_needed, time_to_target)
+from experiments.stats import (accuracy_ci, compare_arms, finite, holm, mean_ci, paired, power_paired_t,
+                               seeds_disagree, seeds_needed, time_to_target)
 
 A = np.array([0.9712, 0.9730, 0.9705, 0.9741, 0.9722])
 B = np.array([0.9690, 0.9701, 0.9699, 0.9712, 0.9688])
@@ -240,3 +240,103 @@ def test_identical_arms_keep_their_order_and_a_single_arm_has_no_pairs():
     empty = compare_arms(pd.DataFrame({"relu": A}), "g")
     assert len(empty) == 0 and list(empty.columns) == ["group", "arm_a", "arm_b", "metric", "n", "mean_diff",
                                                         "ci_low", "ci_high", "p_t", "p_wilcoxon", "p_holm", "verdict"]
+
+
+# --------------------------------------------------------------------------- paired, holm, verdict: every branch
+NAN_RESULT = {"n": 0, "mean_diff": math.nan, "sd_diff": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+              "p_t": math.nan, "p_wilcoxon": math.nan}
+
+
+def same_numbers(got: dict, want: dict) -> bool:
+    """Equal keys, and equal values with NaN equal to NaN."""
+    return got.keys() == want.keys() and all(
+        (isinstance(v, float) and math.isnan(v) and math.isnan(got[k])) or got[k] == v for k, v in want.items())
+
+
+def test_paired_with_no_pair_and_with_one_pair():
+    assert same_numbers(paired([], []), NAN_RESULT)
+    assert same_numbers(paired([np.nan, 0.9], [0.8, np.inf]), NAN_RESULT)  # no pair where both finished
+    assert same_numbers(paired([0.9], [0.7]), {**NAN_RESULT, "n": 1, "mean_diff": pytest.approx(0.2)})
+
+
+def test_paired_with_two_pairs_has_an_interval_and_a_t_test():
+    r = paired([0.9, 0.8], [0.7, 0.7])  # differences 0.2 and 0.1: mean 0.15, sd 0.0707
+    assert r["n"] == 2 and r["sd_diff"] == pytest.approx(math.sqrt(0.005))
+    half = 12.706204736174707 * math.sqrt(0.005) / math.sqrt(2)  # t(0.975, 1 degree of freedom)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx((0.15 - half, 0.15 + half))
+    assert r["p_t"] == pytest.approx(sps.ttest_rel([0.9, 0.8], [0.7, 0.7]).pvalue) and 0 < r["p_t"] < 1
+    assert r["p_wilcoxon"] == pytest.approx(0.5)  # 2 pairs, both positive: 2 · (1/4)
+
+
+def test_paired_differences_without_spread():
+    same = paired([0.9] * 6, [0.9] * 6)
+    assert same["p_t"] == 1.0 and same["p_wilcoxon"] == 1.0 and same["sd_diff"] == 0.0
+    assert paired([0.9] * 60, [0.9] * 60)["p_wilcoxon"] == 1.0  # scipy's normal approximation would say NaN
+    shifted = paired([1.5] * 6, [0.5] * 6)  # the same nonzero difference on every seed: t = ±inf
+    assert shifted["p_t"] == 0.0 and shifted["mean_diff"] == 1.0
+    assert shifted["p_wilcoxon"] == pytest.approx(2 / 64)  # all 6 signs positive: 2 · 2⁻⁶
+
+
+def test_wilcoxon_ranks_the_differences_not_the_values():
+    # differences 1, 2, 3, 4, 5, −6: W− = 6, and 14 of the 64 sign patterns have W− ≤ 6 → p = 2 · 14/64
+    r = paired([11, 12, 13, 14, 15, 4], [10] * 6)
+    assert r["p_wilcoxon"] == pytest.approx(28 / 64)
+
+
+def test_missing_values_are_left_out_whatever_their_spelling():
+    assert paired([0.9, None, 0.8, 0.85], [0.7, 0.6, None, 0.75])["n"] == 2
+    assert list(finite([1.0, None, np.nan, np.inf, 2])) == [1.0, 2.0]
+    out = holm([0.01, None, 0.02])
+    assert out[0] == pytest.approx(0.02) and np.isnan(out[1]) and out[2] == pytest.approx(0.02)
+    assert holm([1, 0]).dtype == np.float64 and list(holm([0, 1])) == [0.0, 1.0]
+
+
+def test_holm_never_exceeds_one():
+    assert list(holm([0.3, 0.6, 0.9])) == pytest.approx([0.9, 1.0, 1.0])
+    assert list(holm([0.7, 0.6])) == [1.0, 1.0]
+
+
+def test_mean_interval_of_no_value_and_one_value():
+    none = mean_ci([])
+    assert none.n == 0 and all(isinstance(v, float) and math.isnan(v) for v in none[:3])
+    one = mean_ci([0.9, np.nan])
+    assert one.n == 1 and one.mean == 0.9 and math.isnan(one.low) and isinstance(one.high, float) \
+        and math.isnan(one.high)
+    three = mean_ci([0.1, 0.2, 0.3])
+    assert three.n == 3 and isinstance(three.n, int)
+
+
+def test_verdict_sentences_worked_out():
+    from experiments.stats import verdict
+    r = {"n": 5, "mean_diff": -0.02, "sd_diff": 0.01}
+    assert verdict("x", "y", r, p_holm=0.01) == "y > x by 2.00 points, p_Holm = 0.01"  # unit 100 by default
+    assert verdict("x", "y", {**r, "mean_diff": 0.02}, p_holm=0.01) == "x > y by 2.00 points, p_Holm = 0.01"
+    at_alpha = verdict("x", "y", r, p_holm=0.05)  # p_Holm must be below α, not equal to it
+    assert at_alpha.startswith("not separable with 5 seeds: a difference of this size (2.00 points) needs about ")
+    zero_mean = {"n": 4, "mean_diff": 0.0, "sd_diff": 0.01}  # seeds that disagree, averaging no difference
+    assert verdict("x", "y", zero_mean, p_holm=1.0) == \
+        "not separable with 4 seeds: a difference of this size (0.00 points) needs more than 100,000 seeds"
+    assert verdict("x", "y", {**zero_mean, "sd_diff": 0.0}, p_holm=1.0) == \
+        "not separable with 4 seeds: identical on every seed"
+
+
+def test_verdict_never_asks_for_fewer_seeds_than_one_more_than_it_had():
+    from experiments.stats import verdict
+    r = paired(np.array([0.91, 0.92, 0.93, 0.90, 0.94]), np.array([0.90, 0.91, 0.92, 0.89, 0.935]))
+    assert seeds_needed(r["mean_diff"], r["sd_diff"]) == 3  # fewer than the 5 seeds run
+    assert verdict("x", "y", r, p_holm=0.2).endswith("needs about 6 seeds")
+
+
+def test_verdict_counts_seeds_at_holms_level_for_the_pairs_given():
+    from experiments.stats import verdict
+    r = {"n": 5, "mean_diff": 0.01, "sd_diff": 0.02}
+    alone, of_ten = seeds_needed(0.01, 0.02), seeds_needed(0.01, 0.02, alpha=0.05 / 10)
+    assert 6 < alone < of_ten < seeds_needed(0.01, 0.02, alpha=0.05 / 20)
+    assert verdict("x", "y", r, p_holm=0.5).endswith(f"needs about {alone} seeds")  # one pair by default
+    assert verdict("x", "y", r, p_holm=0.5, n_pairs=10).endswith(f"needs about {of_ten} seeds")
+
+
+def test_time_to_target_of_no_epochs_has_its_columns():
+    epochs = pd.DataFrame(columns=["key", "epoch", "val_acc", "epoch_time_s"])
+    out = time_to_target(epochs, 0.9)
+    assert out.empty and list(out.columns) == ["key", "epoch", "seconds"]

@@ -7,6 +7,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
+import time
 
 import numpy as np
 import pytest
@@ -389,3 +391,97 @@ def test_the_torch_backend_counts_a_clipped_step_exactly_where_torch_scales_the_
     plain = torch_backend()
     plain.train_epoch(X, y, np.arange(4), 4)
     assert math.isnan(plain.clip_frac)
+
+
+# --------------------------------------------------------------------------- train()'s own arguments
+def test_make_backend_builds_the_backend_the_config_names(one_torch_thread):
+    manual = training.make_backend(RunConfig(**TINY, backend="manual"))
+    torch_backend = training.make_backend(RunConfig(**TINY, backend="torch"))
+    assert type(manual) is ManualBackend and type(torch_backend) is training.TorchBackend
+    assert torch_backend.device == training.resolve_device("auto")  # the default device is "auto"
+
+
+def test_train_runs_on_the_device_asked_for(one_torch_thread):
+    config, data = RunConfig(**{**TINY, "epochs": 1}, backend="torch"), fake_mnist()
+    assert train(config, data).run["device"] == training.resolve_device("auto")  # "auto" by default
+    if training.resolve_device("auto") == "cpu":
+        with pytest.raises(ValueError, match="no CUDA GPU is available"):  # the device given reaches the backend
+            train(config, data, "cuda")
+    else:
+        assert train(config, data, "cuda").run["device"] == "cuda"
+
+
+def test_train_is_silent_unless_asked_for_progress(capsys):
+    config, data = RunConfig(**TINY, backend="manual"), fake_mnist()
+    train(config, data, "cpu")
+    train(config, data, "cpu", progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_train_progress_names_the_run_counts_epochs_and_wipes_its_bar(capsys):
+    train(RunConfig(**TINY, backend="manual"), fake_mnist(), "cpu", progress=True)
+    err = capsys.readouterr().err
+    assert err.startswith("\rmanual tanh SGD:   0%|") and "| 0/3 [" in err and "epoch/s" in err
+    assert len(re.findall(r"epoch/s, loss=\d\.\d{4}, val_acc=0\.\d{4}\]", err)) == 3  # after each epoch
+    assert err.endswith("\r") and err.split("\r")[-2].strip() == ""  # leave=False: a blank line at the end
+
+
+def test_epoch_times_are_durations_inside_the_run():
+    start = time.perf_counter()
+    result = train(RunConfig(**TINY, backend="manual"), fake_mnist(), "cpu")
+    elapsed = time.perf_counter() - start
+    times = [row["epoch_time_s"] for row in result.epochs]
+    assert all(t > 0 for t in times) and sum(times) <= elapsed
+
+
+def test_resolve_device_names_the_device_or_says_why_not():
+    import torch
+    assert training.resolve_device() == training.resolve_device("auto") == \
+        ("cuda" if torch.cuda.is_available() else "cpu")
+    assert training.resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match=r"^unknown device 'gpu'; valid devices: auto, cpu, cuda$"):
+        training.resolve_device("gpu")
+    if torch.cuda.is_available():
+        assert training.resolve_device("cuda") == "cuda"
+    else:
+        with pytest.raises(ValueError, match=r"^--device cuda was asked for but no CUDA GPU is available$"):
+            training.resolve_device("cuda")
+
+
+def test_the_recorder_keeps_the_initial_loss_and_the_test_metrics_in_their_columns():
+    record = training.RunRecorder(RunConfig(), initial_loss=2.0)
+    assert record.initial_loss == 2.0 and record.bound == 200.0  # DIVERGENCE_FACTOR × the loss at initialisation
+    assert record.epoch(1, 0.5, 0.1, 2.0, (0.4, 0.9))
+    result = record.finish((0.25, 0.875), "cpu", 0.0)
+    assert result.epochs[0]["val_loss"] == 0.4 and result.epochs[0]["val_acc"] == 0.9
+    assert result.run["test_loss"] == 0.25 and result.run["test_acc"] == 0.875
+    for initial in (math.nan, math.inf, -math.inf):  # no usable reference: only a non-finite loss diverges
+        assert training.RunRecorder(RunConfig(), initial_loss=initial).bound == math.inf
+
+
+def test_a_diverged_training_loss_ends_the_run_whatever_the_validation_loss():
+    record = training.RunRecorder(RunConfig(), initial_loss=2.0)
+    assert not record.epoch(1, math.inf, 0.1, 2.0, (0.4, 0.9)) and record.status == "diverged"
+    record = training.RunRecorder(RunConfig(), initial_loss=2.0)
+    assert not record.epoch(1, 0.5, 0.1, 2.0, None) and record.status == "diverged"  # no validation result
+    record = training.RunRecorder(RunConfig(), initial_loss=2.0)
+    assert not record.epoch(1, 0.5, 0.1, 2.0, (201.0, 0.1)) and record.status == "diverged"  # above 100 × 2.0
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("lr", 0.0, "lr must be a finite number > 0, got 0.0"),
+    ("gamma", 0.0, "gamma must be a finite number > 0, got 0.0"),
+    ("momentum", -0.1, "momentum must be a finite number ≥ 0, got -0.1"),
+    ("seed", -1, "seed must be ≥ 0, got -1"),
+    ("epochs", 0, "epochs must be ≥ 1, got 0"),
+    ("seed", 1.5, "seed must be an integer ≥ 0, got 1.5"),
+    ("train_subset", 100.5, r"train_subset must be an integer between 1 and 50,000 \(or None: all\), got 100.5"),
+])
+def test_a_number_at_the_edge_of_its_range_is_refused_by_name(field, value, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        RunConfig(**{field: value})
+
+
+def test_a_dtype_neither_backend_trains_in_is_refused_when_the_config_is_made():
+    with pytest.raises(ValueError, match=r"^unsupported dtype 'float16'; valid dtypes: float32, float64$"):
+        RunConfig(dtype="float16")

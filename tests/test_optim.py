@@ -121,6 +121,7 @@ def test_cosine_annealing_lr_sequence():
     (lambda p: SGD(p, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "dampening 0, got .* dampening 0.1"),
     (lambda p: SGD(p, lr=0.1, momentum=-0.5), "momentum must be a finite number ≥ 0, got -0.5"),
     (lambda p: SGD(p, lr=0.1, momentum=math.nan), "momentum must be a finite number ≥ 0, got nan"),
+    (lambda p: SGD(p, lr=0.1, momentum=0.9, dampening=-0.1), "dampening must be a finite number ≥ 0, got -0.1"),
     (lambda p: SGD(p, lr=0.1, weight_decay=-1e-4), "weight_decay must be a finite number ≥ 0, got -0.0001"),
     (lambda p: SGD(p, lr=0.1, weight_decay=math.nan), "weight_decay must be a finite number ≥ 0, got nan"),
     (lambda p: AdamW(p, weight_decay=math.inf), "weight_decay must be a finite number ≥ 0, got inf"),

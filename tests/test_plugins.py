@@ -360,3 +360,16 @@ def test_a_study_with_a_plugin_activation_writes_it_like_a_builtin(tmp_path):
     table_rows = {arm: sum(line.startswith("|") and f"| {arm} |" in line for line in report.splitlines())
                   for arm in ("gelu", "mish")}
     assert table_rows["mish"] == table_rows["gelu"] >= 3
+
+
+def test_max_slope_is_measured_up_to_the_end_of_the_range_and_no_further():
+    from manual.activations import measure_max_slope
+    assert measure_max_slope(lambda z: z + 100) == 150.0  # |df| grows to z = 50 exactly: 150, not 150.001
+    assert measure_max_slope(lambda z: 2 * np.exp(-z * z)) == 2.0  # the peak inside the range, at z = 0
+
+
+def test_max_slope_of_a_df_with_the_wrong_shape_is_nan():
+    from manual.activations import measure_max_slope
+    assert np.isnan(measure_max_slope(lambda z: np.ones(2001)))  # right only on the fine grid's 2,001 points
+    assert np.isnan(measure_max_slope(lambda z: np.ones(3)))
+    assert np.isnan(measure_max_slope(lambda z: np.full_like(z, np.nan)))

@@ -136,6 +136,8 @@ def csv_only(folder: Path) -> Path:
     ("epochs", lambda t: t[:-8], r"epochs\.csv, line 7: \d+ fields where the header has 4: too few"),
     ("layers", lambda t: t.replace("grad_norm,", "", 1), r"layers\.csv, line 2: 5 fields where the header has 4: too many"),
     ("runs", lambda t: t.replace("key,", "id,", 1), r"runs\.csv, line 1: the header lacks the column\(s\) key"),
+    ("runs", lambda t: t.replace("status", "state", 1).replace("epochs_done", "done", 1),
+     r"runs\.csv, line 1: the header lacks the column\(s\) status, epochs_done;"),
     ("epochs", lambda t: t.replace("\n", ",9\n", 3).replace(",9\n", "\n", 2),
      r"epochs\.csv, line 3: 5 fields where the header has 4: too many"),
     ("runs", None, r"runs\.csv is missing beside epochs\.csv and layers\.csv"),
@@ -481,3 +483,25 @@ def test_opening_a_study_folder_rewrites_no_up_to_date_export_and_makes_missing_
     nested.add(result("aaaa"))
     nested.close()
     assert (tmp_path / "a" / "b" / "c" / "study.db").exists()
+
+
+def test_keys_that_look_like_numbers_read_back_from_csv_as_written(tmp_path):
+    keys = ("001234567890", "0000000000e5", "12345678")  # an int with leading zeros, a float 0.0, an int
+    store = filled(tmp_path, keys=keys)
+    store.close()
+    for path in tmp_path.glob("study.db*"):
+        path.unlink()
+    tables = results_store.load(tmp_path)
+    for name in ("runs", "epochs", "layers"):
+        assert set(getattr(tables, name)["key"]) == set(keys)
+
+
+def test_a_folder_that_cannot_be_written_is_still_read(tmp_path, monkeypatch):
+    filled(tmp_path).close()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(results_store.Database, "export", refuse)
+    tables = results_store.load(tmp_path)  # the stale CSV files stay as they are; the tables are read anyway
+    assert sorted(tables.runs["key"]) == ["aaaa", "bbbb", "cccc"]
