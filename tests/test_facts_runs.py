@@ -1,7 +1,7 @@
 """Absolute facts about what both backends share: the batch order, the run key, the optimizer options.
 
 These cannot be checked by the two backends agreeing with each other (they take them from the same code), so
-each test states the fact itself. Everything here but the last test is torch-free.
+each test states the fact itself. The tests that need torch say so in their names (`-k "not torch"` leaves them out).
 """
 import dataclasses
 import hashlib
@@ -394,14 +394,14 @@ def test_the_torch_backend_counts_a_clipped_step_exactly_where_torch_scales_the_
 
 
 # --------------------------------------------------------------------------- train()'s own arguments
-def test_make_backend_builds_the_backend_the_config_names(one_torch_thread):
+def test_make_backend_builds_the_manual_or_torch_backend_the_config_names(one_torch_thread):
     manual = training.make_backend(RunConfig(**TINY, backend="manual"))
     torch_backend = training.make_backend(RunConfig(**TINY, backend="torch"))
     assert type(manual) is ManualBackend and type(torch_backend) is training.TorchBackend
     assert torch_backend.device == training.resolve_device("auto")  # the default device is "auto"
 
 
-def test_train_runs_on_the_device_asked_for(one_torch_thread):
+def test_train_runs_the_torch_backend_on_the_device_asked_for(one_torch_thread):
     config, data = RunConfig(**{**TINY, "epochs": 1}, backend="torch"), fake_mnist()
     assert train(config, data).run["device"] == training.resolve_device("auto")  # "auto" by default
     if training.resolve_device("auto") == "cpu":
@@ -434,7 +434,7 @@ def test_epoch_times_are_durations_inside_the_run():
     assert all(t > 0 for t in times) and sum(times) <= elapsed
 
 
-def test_resolve_device_names_the_device_or_says_why_not():
+def test_resolve_device_names_the_torch_device_or_says_why_not():
     import torch
     assert training.resolve_device() == training.resolve_device("auto") == \
         ("cuda" if torch.cuda.is_available() else "cpu")
