@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import fnmatch
+import functools
 import hashlib
 import json
 import math
@@ -431,6 +432,19 @@ def equivalent_reason(name: str, diff: str, table=None) -> str | None:
     return None
 
 
+@functools.cache
+def durations_by_test() -> dict:
+    """Each test's duration in seconds, as mutmut measured it (``mutants/mutmut-stats.json``)."""
+    stats = ROOT / "mutants" / "mutmut-stats.json"
+    return json.loads(stats.read_text())["duration_by_test"] if stats.exists() else {}
+
+
+def recorded_runs() -> list[dict]:
+    """The runs this report sums up (``runs.json``: command, date, minutes, mutants reached)."""
+    path = OUT / "runs.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
 def killing_test(name: str) -> str:
     """The first test that fails with mutant ``name`` switched on (run in mutmut's copy of the project)."""
     tests = subprocess.run(["mutmut", "tests-for-mutant", name], cwd=ROOT, capture_output=True,
@@ -438,8 +452,7 @@ def killing_test(name: str) -> str:
     tests = [t for t in tests if t.startswith("tests/")] or ["tests/"]
     env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(ROOT / "mutants")}
     # the fast, pointed ones first (pytest keeps this order), so -x stops before any slow module fixture runs
-    stats = ROOT / "mutants" / "mutmut-stats.json"
-    duration = json.loads(stats.read_text())["duration_by_test"] if stats.exists() else {}
+    duration = durations_by_test()
     tests = sorted(tests, key=lambda t: (not t.startswith("tests/test_facts_"), duration.get(t, math.inf), t))
     out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
                          cwd=ROOT / "mutants", env=env, capture_output=True, text=True).stdout
@@ -618,7 +631,6 @@ def main(argv=None) -> int:
             print(f"{what}: {', '.join(failed) if failed else 'NOT CAUGHT'}")
         return 0
     check_test_selection()
-    runs_file = OUT / "runs.json"  # every run this report sums up: command, date, minutes
     if not args.report_only:
         names = mutants_to_run(args.patterns, args.recheck)
         start, started = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M")
@@ -627,18 +639,17 @@ def main(argv=None) -> int:
         asked = set(names)
         reached = sum(r["status"] != "not checked" for r in collect() if r["mutant"] in asked)
         mutants = f"{reached} of {len(names)}" if names else "all"
-        runs = json.loads(runs_file.read_text()) if runs_file.exists() else []  # read now: it may have changed
+        runs = recorded_runs()  # read now, not at the start: another run or an edit may have changed it
         runs.append({"command": command.strip(), "started": started,
                      "minutes": round((time.perf_counter() - start) / 60, 1),
                      "mutants": mutants + (" (stopped at the time limit)" if stopped else "")})
         OUT.mkdir(parents=True, exist_ok=True)
-        runs_file.write_text(json.dumps(runs, indent=1) + "\n")
-    runs = json.loads(runs_file.read_text()) if runs_file.exists() else []
+        (OUT / "runs.json").write_text(json.dumps(runs, indent=1) + "\n")
     rows = collect()
     if not rows:
         print("no mutants found: run mutmut first (python -m experiments.mutation)", file=sys.stderr)
         return 2
-    write_report(rows, runs, check_planted())
+    write_report(rows, recorded_runs(), check_planted())
     print(f"wrote {OUT / 'MUTATION.md'} and {OUT / 'mutants.csv'}")
     for row in score_table(rows):
         print(*row, sep="\t")

@@ -11,7 +11,7 @@ from experiments.data import Split, load_mnist
 from experiments.runs import training
 from experiments.runs.training import RunConfig
 from experiments.stats import (accuracy_ci, compare_arms, finite, holm, mean_ci, paired, power_paired_t,
-                               seeds_disagree, seeds_needed, time_to_target)
+                               seeds_disagree, seeds_needed, time_to_target, verdict)
 
 A = np.array([0.9712, 0.9730, 0.9705, 0.9741, 0.9722])
 B = np.array([0.9690, 0.9701, 0.9699, 0.9712, 0.9688])
@@ -115,8 +115,6 @@ def test_glorot_bengio_saturation_reads_high_on_a_saturated_net_and_low_on_a_hea
 
 
 def test_a_pair_not_separable_after_holm_is_never_said_to_need_fewer_seeds_than_it_had():
-    from experiments.stats import paired, verdict
-
     a = np.array([0.9810, 0.9822, 0.9805, 0.9831, 0.9818])
     b = a - np.array([0.0030, 0.0020, 0.0045, 0.0035, 0.0030])  # a clear difference for one pair alone
     r = paired(pd.Series(a), pd.Series(b))
@@ -307,7 +305,6 @@ def test_mean_interval_of_no_value_and_one_value():
 
 
 def test_verdict_sentences_worked_out():
-    from experiments.stats import verdict
     r = {"n": 5, "mean_diff": -0.02, "sd_diff": 0.01}
     assert verdict("x", "y", r, p_holm=0.01) == "y > x by 2.00 points, p_Holm = 0.01"  # unit 100 by default
     assert verdict("x", "y", {**r, "mean_diff": 0.02}, p_holm=0.01) == "x > y by 2.00 points, p_Holm = 0.01"
@@ -321,14 +318,12 @@ def test_verdict_sentences_worked_out():
 
 
 def test_verdict_never_asks_for_fewer_seeds_than_one_more_than_it_had():
-    from experiments.stats import verdict
     r = paired(np.array([0.91, 0.92, 0.93, 0.90, 0.94]), np.array([0.90, 0.91, 0.92, 0.89, 0.935]))
     assert seeds_needed(r["mean_diff"], r["sd_diff"]) == 3  # fewer than the 5 seeds run
     assert verdict("x", "y", r, p_holm=0.2).endswith("needs about 6 seeds")
 
 
 def test_verdict_counts_seeds_at_holms_level_for_the_pairs_given():
-    from experiments.stats import verdict
     r = {"n": 5, "mean_diff": 0.01, "sd_diff": 0.02}
     alone, of_ten = seeds_needed(0.01, 0.02), seeds_needed(0.01, 0.02, alpha=0.05 / 10)
     assert 6 < alone < of_ten < seeds_needed(0.01, 0.02, alpha=0.05 / 20)
