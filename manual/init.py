@@ -18,20 +18,30 @@ import numpy as np
 INITS = ("normal", "xavier", "he", "pytorch")
 
 
-def init_layer(rng: np.random.Generator, fan_in: int, fan_out: int, init: str):
-    """One layer's (weight of shape (fan_out, fan_in), bias of shape (fan_out,)) in float64."""
-    shape = (fan_out, fan_in)
+def draw_weight_bias(rng: np.random.Generator, shape: tuple, fan_in: int, fan_out: int, init: str):
+    """A weight of ``shape`` and a bias of ``shape[0]`` entries (one per output unit or channel), in float64.
+
+    ``fan_in`` and ``fan_out`` are the numbers of inputs and outputs each weight connects: a linear layer's
+    in and out features, a convolution's in and out channels times its kernel's area (torch's convention).
+    The weight is drawn first, then the bias, from ``rng``.
+    """
+    shape, units = tuple(shape), shape[0]
     if init == "normal":
-        return rng.standard_normal(shape), rng.standard_normal(fan_out)
+        return rng.standard_normal(shape), rng.standard_normal(units)
     if init == "xavier":
         a = np.sqrt(6.0 / (fan_in + fan_out))
-        return rng.uniform(-a, a, shape), np.zeros(fan_out)
+        return rng.uniform(-a, a, shape), np.zeros(units)
     if init == "he":
-        return rng.standard_normal(shape) * np.sqrt(2.0 / fan_in), np.zeros(fan_out)
+        return rng.standard_normal(shape) * np.sqrt(2.0 / fan_in), np.zeros(units)
     if init == "pytorch":
         bound = 1.0 / np.sqrt(fan_in)
-        return rng.uniform(-bound, bound, shape), rng.uniform(-bound, bound, fan_out)
+        return rng.uniform(-bound, bound, shape), rng.uniform(-bound, bound, units)
     raise ValueError(f"unknown init {init!r}; valid inits: {', '.join(INITS)}")
+
+
+def init_layer(rng: np.random.Generator, fan_in: int, fan_out: int, init: str):
+    """One linear layer's (weight of shape (fan_out, fan_in), bias of shape (fan_out,)) in float64."""
+    return draw_weight_bias(rng, (fan_out, fan_in), fan_in, fan_out, init)
 
 
 def init_params(layer_sizes, init: str = "normal", seed: int = 0, dtype=np.float64) -> dict:

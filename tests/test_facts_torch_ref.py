@@ -6,7 +6,8 @@ from torch import nn
 
 import manual
 import torch_ref
-from torch_ref.model import ACTIVATION_MODULES, activation_module, torch_dtype
+from manual.nn.activation import TORCH_ACTIVATIONS
+from torch_ref.model import activation_module, torch_dtype
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -20,7 +21,7 @@ def message(make) -> str:
 def test_the_mirror_is_built_from_pytorchs_own_modules_with_manuals_constants():
     expected = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU,
                 "swish": nn.SiLU, "gelu": nn.GELU, "softplus": nn.Softplus, "identity": nn.Identity}
-    assert list(ACTIVATION_MODULES) == list(manual.ACTIVATIONS)
+    assert list(TORCH_ACTIVATIONS) == list(manual.ACTIVATIONS)
     for name, cls in expected.items():
         assert type(activation_module(name)) is cls, name
     assert activation_module("leaky_relu").negative_slope == 0.01 and activation_module("elu").alpha == 1.0

@@ -9,63 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from manual.init import init_params
 from manual.layers import check_training_batch
-from manual.activations import get_activation
 from manual.losses import BUILTIN_LOSSES, DEFAULT_OUTPUT_ACTIVATION, get_loss
 from manual.network import check_inputs, check_labels, check_layer_sizes, check_state_dict
-
-# name → factory of PyTorch's module for that activation (constants as in manual.activations)
-ACTIVATION_MODULES = {
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.01),
-    "elu": lambda: nn.ELU(alpha=1.0),
-    "swish": nn.SiLU,
-    "gelu": lambda: nn.GELU(approximate="tanh"),
-    "softplus": nn.Softplus,
-    "identity": nn.Identity,
-}
-
-TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-class PluginActivation(nn.Module):
-    """A registered plug-in activation: its ``torch_fn`` as a module; autograd differentiates it."""
-
-    def __init__(self, name: str, torch_fn):
-        super().__init__()
-        self.name, self.torch_fn = name, torch_fn
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.torch_fn(z)
-
-    def extra_repr(self) -> str:
-        return self.name
-
+from torch_ref.mirror import activation_twin, batch_loss, to_numpy_state, to_torch_state, torch_dtype  # noqa: F401
 
 def activation_module(name: str) -> nn.Module:
     """PyTorch's own module for a built-in; a plug-in's ``torch_fn`` (which it must have) otherwise."""
-    if name in ACTIVATION_MODULES:
-        return ACTIVATION_MODULES[name]()
-    act = get_activation(name)  # unknown names: the error lists the valid ones
-    if act.torch_fn is None:
-        raise ValueError(f"activation {name!r} has no torch_fn, so torch_ref cannot build it; give "
-                         f"Activation({name!r}, f, df, torch_fn=...) the same function on tensors")
-    return PluginActivation(name, act.torch_fn)
-
-
-def torch_dtype(dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
-    if name not in TORCH_DTYPES:
-        raise ValueError(f"unsupported dtype {dtype!r}; valid dtypes: {', '.join(TORCH_DTYPES)}")
-    return TORCH_DTYPES[name]
+    return activation_twin(name)
 
 
 class MLP(nn.Module):
@@ -141,13 +95,7 @@ class MLP(nn.Module):
         """The batch-mean loss, as ``manual``: ½Σ_k (a_k − onehot_k)² per sample, or cross-entropy."""
         if validate:
             X, y = self.check_batch(X, y)
-        out = self.forward(X, validate=False)
-        if self.loss_name == "cross_entropy":
-            return F.cross_entropy(out, y)
-        if self.loss_name != "mse":
-            return self.loss_fn(out, y)
-        target = F.one_hot(y, out.shape[1]).to(out.dtype)
-        return 0.5 * F.mse_loss(out, target, reduction="sum") / out.shape[0]
+        return batch_loss(self.forward(X, validate=False), y, self.loss_name)
 
     # ------------------------------------------------------------ validation
     def check_inputs(self, X) -> torch.Tensor:
@@ -184,13 +132,3 @@ def check_same_spec(manual_net, torch_net: MLP) -> None:
     if mine != theirs:
         diff = {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
         raise ValueError(f"manual and torch networks differ in spec (manual, torch): {diff}")
-
-
-def to_torch_state(state: dict, device=None) -> dict:
-    """A ``manual`` state dict (NumPy arrays) as tensors, same keys."""
-    return {k: torch.as_tensor(np.asarray(v), device=device) for k, v in state.items()}
-
-
-def to_numpy_state(state: dict) -> dict:
-    """A torch state dict as NumPy arrays, same keys."""
-    return {k: v.detach().cpu().numpy().copy() for k, v in state.items()}
