@@ -1,4 +1,12 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures and helpers shared by the test modules.
+
+Markers (``pyproject.toml``): ``facts`` on ``tests/test_facts_*.py``, absolute facts stated by hand; ``torch`` on
+every test that needs torch (a module that imports it or trains on the torch backend, or a single test of a facts
+module), so ``-m "facts and not torch"`` runs the torch-free facts; ``processes`` on tests that start real
+processes.
+"""
+import warnings
+
 import pytest
 import torch
 import torchvision.datasets  # noqa: F401 - imported once at collection (experiments.data imports it on first
@@ -43,3 +51,35 @@ def count_landed_runs(folder) -> int:
 def landed_runs():
     """``landed_runs(folder)``: how many runs a study running in another process has recorded so far."""
     return count_landed_runs
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """``mnist(n)``: MNIST's splits with the first ``n`` training images (``None``: all 50,000), each size read once
+    per session and the same object for every test that asks for it (treat it as read-only)."""
+    from experiments.data import load_mnist
+
+    loaded = {}
+
+    def splits(train_subset: int | None = None):
+        if train_subset not in loaded:
+            loaded[train_subset] = load_mnist(train_subset=train_subset)
+        return loaded[train_subset]
+
+    return splits
+
+
+@pytest.fixture(scope="module")
+def data(request, mnist):
+    """The MNIST splits a module trains on: its ``MNIST_TRAIN`` training images (all when it sets none)."""
+    return mnist(getattr(request.module, "MNIST_TRAIN", None))
+
+
+def message(call, *args, **kwargs) -> str:
+    """The whole message of the ValueError ``call(*args, **kwargs)`` raises (compared in full, not searched), with
+    every warning an error: a refusal comes before any computation that could warn."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError) as error:
+            call(*args, **kwargs)
+    return str(error.value)

@@ -23,6 +23,8 @@ from manual.losses import LOSSES
 from manual.optim import get_optimizer
 from manual.optim.lr_scheduler import get_scheduler
 
+pytestmark = pytest.mark.torch  # tests/conftest.py
+
 GRAD_TOL, LOSS_TOL, STEP_TOL, TRAJECTORY_TOL = 1e-10, 1e-12, 1e-10, 1e-8
 
 

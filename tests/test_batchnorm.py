@@ -24,7 +24,7 @@ from experiments.gradcheck import (autograd_loss_and_grads, centred_difference, 
 from manual import layers
 from manual.optim import get_optimizer
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]  # tests/conftest.py
 
 GRAD_TOL, FD_TOL, LOSS_TOL, TRAJECTORY_TOL = 1e-10, 1e-6, 1e-12, 1e-8
 FLOOR = 1e-4  # gradcheck.GRAD_FLOOR: entries below 1e-4 × the largest gradient are compared in absolute terms

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
+import manual.nn
 import pandas as pd
 import pytest
 import torch
@@ -12,17 +14,12 @@ from experiments import bench
 from experiments.bench.baselines import PerExampleLoop
 from experiments.bench.report import COLUMNS, RATIO_COLUMNS, impl_labels
 from experiments.cli import main
-from experiments.data import DEFAULT_ROOT, load_mnist
+from experiments.data import DEFAULT_ROOT
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-N_TRAIN = 1000
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]
+MNIST_TRAIN = 1000  # training images of the data fixture (tests/conftest.py)
 CPU_IMPLS = [i for i in bench.IMPLEMENTATIONS + bench.EXTRA_AT_128 + bench.STACK_IMPLS if i.device == "cpu"]
 CUDA_IMPLS = [i for i in bench.IMPLEMENTATIONS + bench.STACK_IMPLS if i.device == "cuda"]
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_mnist(train_subset=N_TRAIN)
 
 
 def passes_losses(impl, name: str, batch: int, data, passes: int = 3, examples: int = 500) -> list[float]:
@@ -61,9 +58,10 @@ def test_the_per_example_loop_computes_manuals_gradients(data):
     for i in range(8):
         _, _, nabla_w = loop.backprop(X[i], y[i])
         sums = [s + w for s, w in zip(sums, nabla_w)]
-    _, grads = net.loss_and_grads(data.train.features(np.float64)[:8], data.train.labels[:8])
-    for l in range(loop.n_layers):
-        np.testing.assert_allclose(sums[l] / 8, grads[f"layers.{l}.weight"], rtol=1e-10, atol=1e-14)
+    _, grads = manual.nn.loss_and_grads(net, data.train.features(np.float64)[:8], data.train.labels[:8],
+                                        config.loss)
+    for l in range(loop.n_layers):  # the Sequential's linear layers are its children 0, 2, 4, …
+        np.testing.assert_allclose(sums[l] / 8, grads[f"{2 * l}.weight"], rtol=1e-10, atol=1e-14)
 
 
 def test_bench_quick_writes_csv_ratios_markdown_and_plots(tmp_path):
@@ -89,7 +87,7 @@ def test_bench_quick_writes_csv_ratios_markdown_and_plots(tmp_path):
 
 def test_gpu_rows_without_a_gpu_are_marked_not_measured(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "cuda_available", lambda: False)
-    item = next(i for i in bench.plan(bench.Settings.quick(), N_TRAIN) if i.impl.device == "cuda")
+    item = next(i for i in bench.plan(bench.Settings.quick(), MNIST_TRAIN) if i.impl.device == "cuda")
     row = bench.measure(item, None, bench.Settings.quick(), DEFAULT_ROOT, 1)
     assert row["status"] == bench.NOT_MEASURED and "median_s_per_epoch" not in row
 

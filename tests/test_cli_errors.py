@@ -20,6 +20,8 @@ import torch
 
 from experiments.data import DEFAULT_ROOT
 
+pytestmark = pytest.mark.torch  # tests/conftest.py
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--train-subset", "500", "--epochs", "1", "--layer-sizes", "784", "16", "10", "--no-progress"]
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 import manual
-from experiments.data import load_mnist
 from experiments.runs import stacked
 from experiments.runs.training import RunConfig, train
 from manual.optim import clip_grad_norm_, clip_grad_value_
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]  # tests/conftest.py
+MNIST_TRAIN = 300  # training images of the data fixture (tests/conftest.py)
 
 
 def gradients(scale: float, seed: int = 0) -> dict:
@@ -88,11 +88,6 @@ def test_clipping_functions_are_exported_where_torch_users_look():
 
 
 # --------------------------------------------------------------------------- the training loop
-@pytest.fixture(scope="module")
-def data():
-    return load_mnist(train_subset=300)
-
-
 TINY = RunConfig(layer_sizes=(784, 16, 16, 10), activation="sigmoid", loss="cross_entropy", init="xavier",
                  optimizer="SGD", momentum=0.9, lr=0.5, batch_size=32, epochs=2, train_subset=300, dtype="float64",
                  seed=4)

@@ -18,13 +18,13 @@ import pytest
 
 from experiments import execute
 from experiments import store as results_store
-from experiments.data import load_mnist
 from experiments.errors import UserError
 from experiments.execute import ExecOptions, plan_tasks, train_pending
 from experiments.runs import stacked, training
 from experiments.runs.training import RunConfig
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]
+MNIST_TRAIN = 500  # training images of the data fixture (tests/conftest.py)
 ROOT = Path(__file__).resolve().parents[1]
 BASE = RunConfig(layer_sizes=(784, 16, 10), train_subset=500, epochs=1, batch_size=50, optimizer="SGD",
                  momentum=0.9, lr=0.05)
@@ -33,11 +33,6 @@ STUDY = ([dataclasses.replace(BASE, seed=s, lr=lr) for s in (0, 1) for lr in (0.
          + [dataclasses.replace(BASE, backend="manual"), dataclasses.replace(BASE, layer_sizes=(784, 128, 128, 10),
                                                                                batch_size=128)])
 MACHINE_COLUMNS = ["train_time_s", "wall_time_s", "epoch_time_s", "host"]  # timing and where: may differ
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_mnist(train_subset=500)
 
 
 def exported(folder: Path) -> dict:

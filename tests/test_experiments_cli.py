@@ -8,7 +8,7 @@ import pytest
 from experiments.commands import run_all
 from experiments.cli import COMMANDS, build_parser, main
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]  # tests/conftest.py
 
 
 @pytest.mark.parametrize("command", ["train", "study", "activations", "optimizers", "backends", "report", "all"])
@@ -115,7 +115,7 @@ def test_all_goes_on_after_a_failing_step_and_returns_its_code(monkeypatch, tmp_
     assert "=== report: exit 2" in captured.out
 
 
-def test_the_readme_starts_with_two_commands_and_ci_runs_the_second_verbatim():
+def test_the_readmes_first_two_minutes_are_two_commands_and_ci_runs_the_second_verbatim():
     import re
     from pathlib import Path
 
@@ -125,5 +125,5 @@ def test_the_readme_starts_with_two_commands_and_ci_runs_the_second_verbatim():
     commands = re.findall(r"```bash\n(.*?)\n```", section, re.S)
     assert commands == ['pip install -e . && python -m experiments all --quick',
                         'pip install -e ".[test]" && python -m pytest -q']
-    assert readme.index("## The first two minutes") < readme.index("```")  # they are the first commands
+    assert readme.index("## The first two minutes") < readme.index("## Layout")  # before the reference material
     assert commands[1] in (root / ".ci" / "run").read_text().splitlines()

@@ -11,31 +11,26 @@ TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    return load_mnist()
-
-
-def test_the_original_60000_training_and_10000_test_images(mnist):
-    labels = np.concatenate([mnist.train.labels, mnist.val.labels])  # train + val = the 60,000 in order
-    assert len(labels) == 60_000 and len(mnist.test) == 10_000
+def test_the_original_60000_training_and_10000_test_images(data):
+    labels = np.concatenate([data.train.labels, data.val.labels])  # train + val = the 60,000 in order
+    assert len(labels) == 60_000 and len(data.test) == 10_000
     assert np.bincount(labels, minlength=10).tolist() == TRAIN_COUNTS
-    assert np.bincount(mnist.test.labels, minlength=10).tolist() == TEST_COUNTS
-    assert mnist.train.labels[:5].tolist() == [5, 0, 4, 1, 9]
+    assert np.bincount(data.test.labels, minlength=10).tolist() == TEST_COUNTS
+    assert data.train.labels[:5].tolist() == [5, 0, 4, 1, 9]
 
 
-def test_splits_are_50k_10k_10k_of_uint8_pixels(mnist):
-    assert (len(mnist.train), len(mnist.val), len(mnist.test)) == (50_000, 10_000, 10_000)
-    for split in (mnist.train, mnist.val, mnist.test):
+def test_splits_are_50k_10k_10k_of_uint8_pixels(data):
+    assert (len(data.train), len(data.val), len(data.test)) == (50_000, 10_000, 10_000)
+    for split in (data.train, data.val, data.test):
         assert split.images.shape == (len(split), 784) and split.images.dtype == np.uint8
-    features = mnist.val.features(np.float32)
+    features = data.val.features(np.float32)
     assert features.dtype == np.float32 and 0.0 == features.min() and features.max() == 1.0
 
 
-def test_train_subset_takes_the_first_n_and_keeps_val_and_test(mnist):
+def test_train_subset_takes_the_first_n_and_keeps_val_and_test(data):
     small = load_mnist(DEFAULT_ROOT, 2000)
     assert len(small.train) == 2000 and len(small.val) == 10_000 and len(small.test) == 10_000
-    np.testing.assert_array_equal(small.train.labels, mnist.train.labels[:2000])
+    np.testing.assert_array_equal(small.train.labels, data.train.labels[:2000])
     with pytest.raises(ValueError, match="train_subset"):
         load_mnist(DEFAULT_ROOT, 60_000)
 

@@ -12,7 +12,7 @@ from experiments.runs import training
 from experiments.cli import main
 from experiments.stats import accuracy_ci
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]  # tests/conftest.py
 
 PLOTS = ["test_accuracy.png", "comparisons.png", "learning_curves.png", "tuning.png", "layer_profiles.png",
          "inactive_units.png"]
@@ -129,3 +129,72 @@ def test_accuracy_axis_reaches_down_only_as_far_as_the_worst_point(errors, lowes
     bottom, top = ax.get_ylim()
     assert labels[0] == lowest_tick and bottom >= max(errors) and top <= min(errors)
     assert ("diverged" in labels) == (lowest_tick == "diverged")
+
+
+def test_a_study_with_groups_gets_a_heatmap_with_separable_differences_marked(copy):
+    """Groups as rows, arms as columns, mean test accuracy per cell; the difference from the group's reference
+    arm (the best, without a baseline in the spec) is marked separable exactly when p_Holm < α."""
+    from experiments.report.plots import heatmap_cells
+    from experiments.stats import ALPHA
+
+    assert main(["report", "--results", str(copy)]) == 0
+    assert "](heatmap.png)" in (copy / "activations" / "REPORT.md").read_text()
+    assert not (copy / "backends" / "heatmap.png").exists()  # one group: nothing to lay out
+    study = report.open_study(copy / "activations")
+    summary, table = report.arm_summary(study), report.comparisons(study)
+    cells = heatmap_cells(study, summary, table)
+    assert len(cells) == len(summary) and set(cells["group"]) == set(study.groups)
+    for group, rows in cells.groupby("group"):
+        best = rows.loc[rows["mean"].idxmax(), "arm"]
+        assert (rows["reference"] == best).all()
+        other = rows[rows["arm"] != best].iloc[0]
+        pair = table[(table["group"] == group)].iloc[0]
+        assert abs(abs(other["diff"]) - abs(pair["mean_diff"])) < 1e-12 and other["diff"] <= 0
+        assert other["separable"] == (pair["p_holm"] < ALPHA)
+
+
+def test_the_heatmap_uses_the_spec_baseline_when_there_is_one(copy):
+    import json
+
+    from experiments.report.plots import heatmap_cells
+
+    spec_path = copy / "activations" / "spec.json"
+    spec = json.loads(spec_path.read_text())
+    spec_path.write_text(json.dumps({**spec, "baseline": "sigmoid"}))
+    study = report.open_study(copy / "activations")
+    cells = heatmap_cells(study, report.arm_summary(study), report.comparisons(study))
+    assert (cells["reference"] == "sigmoid").all()
+    assert cells.loc[cells["arm"] == "sigmoid", "diff"].isna().all()
+    relu = cells[cells["arm"] == "relu"].set_index("group")["diff"]
+    means = cells.pivot(index="group", columns="arm", values="mean")
+    # the paired difference over the seeds both finished: the difference of the means when every seed finished
+    assert np.allclose(relu, (means["relu"] - means["sigmoid"]) * 100, atol=1e-9)
+
+
+@pytest.mark.parametrize("groups", [1, 3, 9, 27, 40])
+def test_no_figure_is_wider_than_a_laptop_screen(groups):
+    """Any number of groups fits within MAX_WIDTH_PX: panels wrap into rows and narrow to fit."""
+    from experiments.report.plots import DPI, MAX_WIDTH_PX, grid_figure
+
+    for width, wrap in ((6.0, None), (6.5, None), (6.0, 3)):
+        fig, _ = grid_figure(3, groups, width=width, wrap=wrap)
+        assert fig.get_figwidth() * DPI <= MAX_WIDTH_PX
+
+
+def test_committed_figures_fit_a_laptop_screen_and_factorial_studies_have_heatmaps():
+    """Every committed study figure is at most MAX_WIDTH_PX wide; the depth study (27 groups × 3 cures) has its
+    heatmap, embedded in its report and in the overview."""
+    from pathlib import Path
+
+    from matplotlib.image import imread
+
+    from experiments.report.plots import MAX_WIDTH_PX
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    pngs = [p for p in results.glob("*/*.png") if (p.parent / "plan.csv").exists()]
+    assert pngs
+    for png in pngs:
+        assert imread(png).shape[1] <= MAX_WIDTH_PX, png
+    assert imread(results / "depth" / "heatmap.png").shape[0] > 27 * 30  # a readable row per group
+    assert "](heatmap.png)" in (results / "depth" / "REPORT.md").read_text()
+    assert "](depth/heatmap.png)" in (results / "REPORT.md").read_text()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from experiments.data import Split, load_mnist
+from experiments.data import Split
 from experiments.runs import training
 from experiments.runs.training import RunConfig
 from experiments.stats import (accuracy_ci, compare_arms, finite, holm, mean_ci, paired, power_paired_t,
@@ -92,8 +92,8 @@ def test_time_to_target_keeps_not_reached():
 
 
 @pytest.fixture(scope="module")
-def probe():
-    val = load_mnist(train_subset=100).val
+def probe(mnist):
+    val = mnist(100).val
     return val.images[:300], val.labels[:300]
 
 

@@ -9,12 +9,12 @@ import torch
 
 from experiments import store as results_store
 from experiments.runs import training
-from experiments.data import load_mnist
 from experiments.files import write_csv
 from experiments.execute import ExecOptions, train_pending
 from experiments.runs.training import RunConfig
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]  # tests/conftest.py
+MNIST_TRAIN = 500  # training images of the data fixture (tests/conftest.py)
 
 BASE = RunConfig(layer_sizes=(784, 32, 10), train_subset=500, epochs=1, batch_size=64, optimizer="SGD",
                  momentum=0.9, init="xavier")
@@ -26,11 +26,6 @@ RUN_COLUMNS = {"key", "layer_sizes", "activation", "loss", "init", "optimizer", 
                "train_time_s", "wall_time_s", "message", "stacked", "host"}
 EPOCH_COLUMNS = {"key", "epoch", "train_loss", "val_loss", "val_acc", "lr", "epoch_time_s", "clip_frac"}
 LAYER_COLUMNS = {"key", "epoch", "layer", "grad_norm", "dead_frac", "saturated_frac", "act_mean", "act_std"}
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_mnist(train_subset=500)
 
 
 @pytest.fixture
@@ -116,7 +111,7 @@ def test_orphan_rows_of_an_unfinished_run_are_dropped_on_load(tmp_path, data):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_on_cuda_train_pending_stacks_seeds_and_lrs(tmp_path, monkeypatch):
+def test_on_cuda_train_pending_stacks_seeds_and_lrs(tmp_path, monkeypatch, data):
     from experiments.runs import stacked
 
     groups = []
@@ -128,7 +123,6 @@ def test_on_cuda_train_pending_stacks_seeds_and_lrs(tmp_path, monkeypatch):
 
     monkeypatch.setattr(stacked, "train_stacked", recorded)
     monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("the CUDA path must stack"))
-    data = load_mnist(train_subset=500)
     sweep = configs(0.01, 0.1) + configs(0.01, 0.1, seed=1) + [dataclasses.replace(BASE, activation="tanh")]
     store = results_store.Store(tmp_path)
     assert train_pending(sweep, data, store, ExecOptions(device="cuda", progress=False)) == 5

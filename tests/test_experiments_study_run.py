@@ -12,7 +12,7 @@ from experiments.cli import main
 from experiments.runs import training
 from experiments.stats import COMPARISON_COLUMNS
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]  # tests/conftest.py
 
 # 1,000 training images, one epoch: the linear net (identity) learns faster than ReLU this early, by about
 # 10 points on every seed; "relu again" is the same config as "relu" under another label.

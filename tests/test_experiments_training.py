@@ -5,17 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from experiments.data import load_mnist
 from experiments.runs.training import DIVERGENCE_FACTOR, RunConfig, RunRecorder, train
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]  # tests/conftest.py
+MNIST_TRAIN = 2000  # training images of the data fixture (tests/conftest.py)
 
 SMALL = dict(layer_sizes=(784, 64, 10), train_subset=2000, batch_size=64)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_mnist(train_subset=2000)
 
 
 @pytest.mark.parametrize("backend", ["torch", "manual"])

@@ -16,6 +16,10 @@ from manual.activations import ACTIVATIONS, Activation, get_activation, measure_
 from manual.losses import BUILTIN_LOSSES, DEFAULT_OUTPUT_ACTIVATION, LOSSES, Loss, LossResult, cross_entropy, \
     get_loss, log_softmax, mse, one_hot, register_loss, softmax, unregister_loss
 
+from conftest import message
+
+pytestmark = pytest.mark.facts  # absolute facts, stated by hand (tests/conftest.py)
+
 Z = [-3.0, -0.5, 0.0, 0.7, 2.5]
 
 
@@ -198,15 +202,6 @@ def test_loss_names():
 SHAPE = "(3, 2, 3)"  # the shape of validate's grid of z
 
 
-def refusal(call, *args, **kwargs) -> str:
-    """The whole message of the ValueError ``call(*args, **kwargs)`` raises, with every warning an error."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(ValueError) as err:
-            call(*args, **kwargs)
-    return str(err.value)
-
-
 def tanh_act(name="t", **kwargs):
     return Activation(name, np.tanh, lambda z: 1 - np.tanh(z) ** 2, **kwargs)
 
@@ -214,18 +209,18 @@ def tanh_act(name="t", **kwargs):
 # ------------------------------------------------------------------ Activation(...)
 @pytest.mark.parametrize("name, shown", [("", "''"), (5, "5"), (None, "None")])
 def test_an_activation_needs_a_non_empty_string_name(name, shown):
-    assert refusal(Activation, name, np.tanh, np.cos) == f"an activation's name must be a non-empty string, got {shown}"
+    assert message(Activation, name, np.tanh, np.cos) == f"an activation's name must be a non-empty string, got {shown}"
 
 
 def test_f_and_df_must_be_functions_and_the_message_names_which():
-    assert refusal(Activation, "a", 3, np.cos) == "activation 'a': f must be a function of z, got 3"
-    assert refusal(Activation, "a", np.sin, "cos") == "activation 'a': df must be a function of z, got 'cos'"
+    assert message(Activation, "a", 3, np.cos) == "activation 'a': f must be a function of z, got 3"
+    assert message(Activation, "a", np.sin, "cos") == "activation 'a': df must be a function of z, got 'cos'"
 
 
 @pytest.mark.parametrize("which", ["torch_fn", "df_from_output", "saturated"])
 def test_optional_functions_must_be_functions_or_none_and_the_message_names_which(which):
-    message = refusal(Activation, "a", np.tanh, np.cos, max_slope=1.0, **{which: "tanh"})
-    assert message == f"activation 'a': {which} must be a function or None, got 'tanh'"
+    text = message(Activation, "a", np.tanh, np.cos, max_slope=1.0, **{which: "tanh"})
+    assert text == f"activation 'a': {which} must be a function or None, got 'tanh'"
     assert getattr(Activation("a", np.tanh, np.cos, max_slope=1.0, **{which: None}), which) is None
 
 
@@ -289,7 +284,7 @@ def test_a_df_that_is_nan_everywhere_or_not_element_wise_measures_nan(df):
 def test_a_df_nan_everywhere_is_constructed_and_refused_by_register(clean_registries):
     act = Activation("nan", np.tanh, lambda z: np.full_like(z, np.nan))
     assert math.isnan(act.max_slope)
-    assert refusal(register, act) == "activation 'nan': df(z) is nan at z = -6 (float64); it must be finite"
+    assert message(register, act) == "activation 'nan': df(z) is nan at z = -6 (float64); it must be finite"
 
 
 def test_a_scalar_df_wrapped_with_frompyfunc_is_measured_and_refused_for_its_object_dtype(clean_registries):
@@ -301,25 +296,25 @@ def test_a_scalar_df_wrapped_with_frompyfunc_is_measured_and_refused_for_its_obj
 
     act = Activation("halfdef", lambda z: np.maximum(z, 0), np.frompyfunc(scalar_df, 1, 1))
     assert act.max_slope == 1.0
-    assert refusal(register, act) == ("activation 'halfdef': df(z) returned object for float64 z; keep z's dtype "
+    assert message(register, act) == ("activation 'halfdef': df(z) returned object for float64 z; keep z's dtype "
                                       "(e.g. .astype(z.dtype, copy=False))")
 
 
 # ------------------------------------------------------------------ register / unregister
 def test_register_takes_only_an_activation():
-    assert refusal(register, "relu") == "register() takes a manual.activations.Activation, got str"
-    assert refusal(register, None) == "register() takes a manual.activations.Activation, got NoneType"
+    assert message(register, "relu") == "register() takes a manual.activations.Activation, got str"
+    assert message(register, None) == "register() takes a manual.activations.Activation, got NoneType"
 
 
 def test_a_builtin_name_cannot_be_registered_even_with_override(clean_registries):
-    message = refusal(register, tanh_act("relu"), override=True)
-    assert message == "activation 'relu' clashes with the built-in of that name; choose another name"
+    text = message(register, tanh_act("relu"), override=True)
+    assert text == "activation 'relu' clashes with the built-in of that name; choose another name"
 
 
 def test_a_plugin_name_is_taken_unless_override(clean_registries):
     first, second = tanh_act("t2"), Activation("t2", np.sin, np.cos)
     assert register(first) is first
-    assert refusal(register, second) == ("activation 't2' is already registered (by another plug-in); choose another "
+    assert message(register, second) == ("activation 't2' is already registered (by another plug-in); choose another "
                                          "name or register it with override=True")
     assert ACTIVATIONS["t2"] is first
     assert register(second, override=True) is second and ACTIVATIONS["t2"] is second
@@ -327,7 +322,7 @@ def test_a_plugin_name_is_taken_unless_override(clean_registries):
 
 @pytest.mark.parametrize("name", ["relu", "sigmoid", "identity"])
 def test_a_builtin_activation_cannot_be_unregistered(name):
-    assert refusal(unregister, name) == f"activation {name!r} is a built-in and cannot be unregistered"
+    assert message(unregister, name) == f"activation {name!r} is a built-in and cannot be unregistered"
     assert name in ACTIVATIONS
 
 
@@ -377,7 +372,7 @@ def with_nan_on(lo, hi):
 def test_validate_tries_each_of_its_probe_points(clean_registries, lo, hi, shown):
     """The grid is the integers −6 … 6 and −30, −0.5, 0.5, 0.001, 30: a hole around any one of them is found there."""
     act = Activation("holes", with_nan_on(lo, hi), lambda z: np.ones_like(z), max_slope=1.0)
-    assert refusal(register, act) == f"activation 'holes': f(z) is nan at z = {shown} (float64); it must be finite"
+    assert message(register, act) == f"activation 'holes': f(z) is nan at z = {shown} (float64); it must be finite"
 
 
 def test_validate_accepts_a_function_whose_holes_miss_every_probe_point(clean_registries):
@@ -388,13 +383,13 @@ def test_validate_accepts_a_function_whose_holes_miss_every_probe_point(clean_re
 def test_validate_reports_the_first_bad_value_in_grid_order():
     """log(z + 6) is −inf at z = −6 (the grid's first point) and NaN at −30 (later): the first is reported."""
     act = Activation("log6", lambda z: np.log(z + 6), lambda z: 1 / (z + 6), max_slope=1.0)
-    assert refusal(register, act) == "activation 'log6': f(z) is -inf at z = -6 (float64); it must be finite"
+    assert message(register, act) == "activation 'log6': f(z) is -inf at z = -6 (float64); it must be finite"
 
 
 def test_validate_names_the_dtype_where_only_float32_overflows():
     """e^(3z) at z = 30 is 1.2e39: finite in float64, inf in float32 (and no overflow warning escapes)."""
     act = Activation("exp3", lambda z: np.exp(3 * z), lambda z: 3 * np.exp(3 * z), max_slope=1.0)
-    assert refusal(register, act) == "activation 'exp3': f(z) is inf at z = 30 (float32); it must be finite"
+    assert message(register, act) == "activation 'exp3': f(z) is inf at z = 30 (float32); it must be finite"
 
 
 def test_an_exception_in_f_is_reported_with_its_type_shape_and_dtype():
@@ -404,7 +399,7 @@ def test_an_exception_in_f_is_reported_with_its_type_shape_and_dtype():
         return z
 
     act = Activation("f64", float64_only, lambda z: np.ones_like(z), max_slope=1.0)
-    assert refusal(register, act) == ("activation 'f64': f(z) raised TypeError: float64 only (z of shape (3, 2, 3), "
+    assert message(register, act) == ("activation 'f64': f(z) raised TypeError: float64 only (z of shape (3, 2, 3), "
                                       "float32)")
 
 
@@ -412,20 +407,20 @@ def test_an_exception_in_f_is_reported_with_its_type_shape_and_dtype():
                                       (lambda z: z.tolist(), "list"), (lambda z: 1.5, "float")])
 def test_f_must_keep_zs_shape(f, shown):
     act = Activation("shape", f, lambda z: np.ones_like(z), max_slope=1.0)
-    assert refusal(register, act) == (f"activation 'shape': f(z) returned shape {shown} for z of shape {SHAPE}; "
+    assert message(register, act) == (f"activation 'shape': f(z) returned shape {shown} for z of shape {SHAPE}; "
                                       "it must work element-wise and keep z's shape")
 
 
 def test_f_must_keep_zs_dtype():
     act = Activation("up", lambda z: z.astype(np.float64), lambda z: np.ones_like(z), max_slope=1.0)
-    assert refusal(register, act) == ("activation 'up': f(z) returned float64 for float32 z; keep z's dtype "
+    assert message(register, act) == ("activation 'up': f(z) returned float64 for float32 z; keep z's dtype "
                                       "(e.g. .astype(z.dtype, copy=False))")
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, math.inf, math.nan])
 def test_max_slope_must_be_a_positive_finite_number(bad):
-    message = refusal(register, tanh_act("slope", max_slope=bad))
-    assert message == f"activation 'slope': max_slope (sup |f'|) must be a positive number, got {bad}"
+    text = message(register, tanh_act("slope", max_slope=bad))
+    assert text == f"activation 'slope': max_slope (sup |f'|) must be a positive number, got {bad}"
 
 
 def test_a_tiny_positive_max_slope_is_accepted(clean_registries):
@@ -440,19 +435,19 @@ def half_mse(z, y, output, a=None):
 
 
 def test_register_loss_takes_only_a_loss():
-    assert refusal(register_loss, "mse") == "register_loss() takes a manual.losses.Loss, got str"
-    assert refusal(register_loss, ("mse", mse)) == "register_loss() takes a manual.losses.Loss, got tuple"
+    assert message(register_loss, "mse") == "register_loss() takes a manual.losses.Loss, got str"
+    assert message(register_loss, ("mse", mse)) == "register_loss() takes a manual.losses.Loss, got tuple"
 
 
 def test_a_builtin_loss_name_cannot_be_taken():
-    message = refusal(register_loss, Loss("mse", half_mse), override=True)
-    assert message == "loss 'mse' clashes with the built-in of that name; choose another name"
+    text = message(register_loss, Loss("mse", half_mse), override=True)
+    assert text == "loss 'mse' clashes with the built-in of that name; choose another name"
 
 
 def test_a_plugin_loss_name_is_taken_unless_override(clean_registries):
     first, second = Loss("half", half_mse), Loss("half", mse)
     assert register_loss(first) is first
-    assert refusal(register_loss, second) == ("loss 'half' is already registered (by another plug-in); choose another "
+    assert message(register_loss, second) == ("loss 'half' is already registered (by another plug-in); choose another "
                                               "name or register it with override=True")
     assert LOSSES["half"] is first
     assert register_loss(second, override=True) is second and get_loss("half") is second
@@ -462,23 +457,23 @@ def test_unregister_loss_removes_a_plugin_and_refuses_a_builtin(clean_registries
     register_loss(Loss("half", half_mse))
     unregister_loss("half")
     assert "half" not in LOSSES and list(LOSSES) == list(BUILTIN_LOSSES)
-    assert refusal(get_loss, "half") == "unknown loss 'half'; valid losses: mse, cross_entropy"
+    assert message(get_loss, "half") == "unknown loss 'half'; valid losses: mse, cross_entropy"
     unregister_loss("half")  # an unknown name: a no-op
     for name in BUILTIN_LOSSES:
-        assert refusal(unregister_loss, name) == f"loss {name!r} is a built-in and cannot be unregistered"
+        assert message(unregister_loss, name) == f"loss {name!r} is a built-in and cannot be unregistered"
     assert list(LOSSES) == ["mse", "cross_entropy"]
 
 
 @pytest.mark.parametrize("fn, torch_fn", [(3, None), (half_mse, "mse")])
 def test_a_loss_needs_functions(fn, torch_fn):
-    assert refusal(register_loss, Loss("odd", fn, torch_fn)) == "loss 'odd': fn (and torch_fn, if given) must be functions"
+    assert message(register_loss, Loss("odd", fn, torch_fn)) == "loss 'odd': fn (and torch_fn, if given) must be functions"
 
 
 def test_an_exception_in_a_loss_is_reported_with_its_type():
     def boom(z, y, output, a=None):
         return 1 / 0
 
-    assert refusal(register_loss, Loss("boom", boom)) == ("loss 'boom': fn(z, y, output) raised ZeroDivisionError: "
+    assert message(register_loss, Loss("boom", boom)) == ("loss 'boom': fn(z, y, output) raised ZeroDivisionError: "
                                                           "division by zero")
 
 
@@ -486,7 +481,7 @@ def test_a_loss_that_is_minus_infinity_is_refused_without_a_warning():
     def log_of_zero(z, y, output, a=None):
         return np.log(np.zeros(())), np.zeros_like(z)
 
-    assert refusal(register_loss, Loss("log0", log_of_zero)) == ("loss 'log0': fn must return a finite scalar loss "
+    assert message(register_loss, Loss("log0", log_of_zero)) == ("loss 'log0': fn must return a finite scalar loss "
                                                                  "first, got np.float64(-inf)")
 
 

@@ -15,6 +15,8 @@ from experiments import report, store
 from experiments.report.study import is_hidden, layer_means
 from experiments.runs.training import ManualBackend, RunConfig, layer_stats, probe_torch
 
+pytestmark = pytest.mark.facts  # absolute facts, stated by hand (tests/conftest.py)
+
 
 def test_layer_stats_of_relu_by_hand():
     # 2 examples × 3 units; unit 0 has f' = 0 on both examples (dead), unit 1 on one only (alive)
@@ -62,7 +64,7 @@ def hand_built(activation, hidden_weights):
     backend = ManualBackend(config)
     for v in backend.net.params.values():
         v[...] = 0.0
-    backend.net.params["layers.0.weight"][:, :2] = hidden_weights
+    backend.net.params["0.weight"][:, :2] = hidden_weights
     return config, backend
 
 
@@ -116,6 +118,7 @@ def test_tanh_saturation_numbers_are_what_the_comment_says():
     assert math.tanh(3) > 0.97 and T25 > 0.97 and T05 < 0.97
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("activation", CASES)
 def test_torch_probe_of_the_same_network(activation, one_torch_thread):
     import torch
@@ -124,9 +127,9 @@ def test_torch_probe_of_the_same_network(activation, one_torch_thread):
 
     weights, expected = CASES[activation]
     config, backend = hand_built(activation, weights)
-    model = torch_ref.MLP(config.layer_sizes, activation, "cross_entropy", dtype=torch.float64)
-    model.load_state_dict(torch_ref.to_torch_state(backend.net.state_dict()))
-    check_rows(probe_torch(model, torch.from_numpy(X), torch.from_numpy(Y)), expected)
+    model = torch_ref.mirror(backend.net)
+    check_rows(probe_torch(model, torch_ref.Criterion("cross_entropy"), backend.points, torch.from_numpy(X),
+                           torch.from_numpy(Y)), expected)
 
 
 # --------------------------------------------------------------------------- the report's hidden-layer means
@@ -158,8 +161,8 @@ def test_report_means_count_hidden_layers_only():
     assert d["layers"] == 3
     assert d["dead_init"] == pytest.approx(0.35) and d["dead_end"] == pytest.approx(0.25)
     assert d["dead_max_init"] == pytest.approx(0.45)
-    # the report no longer names the layer of the maximum in diagnostics(); its per-layer means (layer_means)
-    # still say which one: layer 1 (counted from 0), i.e. 2 counted from 1
+    # diagnostics() gives the maximum's value, not its layer; the per-layer means (layer_means) say which
+    # layer it is: layer 1 (counted from 0), i.e. 2 counted from 1
     for when, dead in (("init", (0.25, 0.45, 1.0)), ("end", (0.15, 0.35, 1.0))):
         means = layer_means(study, when)
         assert list(means["layer"]) == [0, 1, 2] and list(means["hidden"]) == [True, True, False]

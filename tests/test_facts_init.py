@@ -12,6 +12,8 @@ import pytest
 
 from manual.init import INITS, init_layer, init_params
 
+pytestmark = pytest.mark.facts  # absolute facts, stated by hand (tests/conftest.py)
+
 SIZES = (600, 200, 400, 50)  # layers of 120,000, 80,000 and 20,000 weights
 LAYERS = list(zip(SIZES[:-1], SIZES[1:]))  # (fan_in, fan_out) per layer
 

@@ -13,6 +13,10 @@ import pytest
 from manual.optim import OPTIMIZERS, SGD, Adagrad, Adam, AdamW, RMSprop, clip_grad_norm_, clip_grad_value_, get_optimizer
 from manual.optim.lr_scheduler import SCHEDULERS, CosineAnnealingLR, StepLR, get_scheduler
 
+from conftest import message
+
+pytestmark = pytest.mark.facts  # absolute facts, stated by hand (tests/conftest.py)
+
 EPS = 1e-8  # Adam's and RMSprop's default ε
 ADAGRAD_EPS = 1e-10
 
@@ -223,16 +227,19 @@ def test_updates_are_element_wise():
 
 
 # --------------------------------------------------------------------------- validation and lookup
-def refused(make, params=None) -> str:
-    """The whole message of the ValueError that ``make(params)`` raises (compared in full, not searched)."""
-    with pytest.raises(ValueError) as error:
-        make({"w": np.zeros(1)} if params is None else params)
-    return str(error.value)
+def refused(make) -> str:
+    """The whole message of the ValueError that ``make(params)`` raises for one parameter ``w``."""
+    return message(make, {"w": np.zeros(1)})
 
 
 @pytest.mark.parametrize("make, message", [
     (lambda p: SGD(p, lr=-0.1), "lr (the learning rate) must be a finite number > 0, got -0.1"),
     (lambda p: SGD(p, lr=0.0), "lr (the learning rate) must be a finite number > 0, got 0.0"),
+    (lambda p: SGD(p, lr=math.inf), "lr (the learning rate) must be a finite number > 0, got inf"),
+    (lambda p: Adam(p, lr=math.nan), "lr (the learning rate) must be a finite number > 0, got nan"),
+    (lambda p: SGD(p, lr=0.1, weight_decay=math.nan), "weight_decay must be a finite number ≥ 0, got nan"),
+    (lambda p: SGD(p, lr=0.1, momentum=math.nan), "momentum must be a finite number ≥ 0, got nan"),
+    (lambda p: SGD(p, lr=0.1, momentum=0.9, dampening=-0.1), "dampening must be a finite number ≥ 0, got -0.1"),
     (lambda p: SGD(p, lr=0.1, weight_decay=-1), "weight_decay must be a finite number ≥ 0, got -1"),
     (lambda p: SGD(p, lr=0.1, momentum=-0.5), "momentum must be a finite number ≥ 0, got -0.5"),
     (lambda p: SGD(p, lr=0.1, nesterov=True),
@@ -245,17 +252,18 @@ def refused(make, params=None) -> str:
     (lambda p: Adagrad(p, eps=-1), "eps must be a finite number ≥ 0, got -1"),
     (lambda p: RMSprop(p, alpha=-0.5), "alpha must be a finite number ≥ 0, got -0.5"),
     (lambda p: RMSprop(p, eps=-0.5), "eps must be a finite number ≥ 0, got -0.5"),
+    (lambda p: RMSprop(p, eps=math.nan), "eps must be a finite number ≥ 0, got nan"),
     (lambda p: RMSprop(p, weight_decay=-0.5), "weight_decay must be a finite number ≥ 0, got -0.5"),
     (lambda p: RMSprop(p, momentum=-0.5), "momentum must be a finite number ≥ 0, got -0.5"),
     (lambda p: Adam(p, betas=(-0.1, 0.9)), "betas must both lie in [0, 1), got (-0.1, 0.9)"),
     (lambda p: Adam(p, betas=(1.0, 0.9)), "betas must both lie in [0, 1), got (1.0, 0.9)"),
     (lambda p: Adam(p, betas=(0.9, 1.0)), "betas must both lie in [0, 1), got (0.9, 1.0)"),
     (lambda p: Adam(p, betas=(0.9, -1e-3)), "betas must both lie in [0, 1), got (0.9, -0.001)"),
+    (lambda p: Adam(p, betas=(math.nan, 0.999)), "betas must both lie in [0, 1), got (nan, 0.999)"),
     (lambda p: Adam(p, eps=-1e-8), "eps must be a finite number ≥ 0, got -1e-08"),
     (lambda p: Adam(p, weight_decay=-1), "weight_decay must be a finite number ≥ 0, got -1"),
     (lambda p: AdamW(p, weight_decay=-0.01), "weight_decay must be a finite number ≥ 0, got -0.01"),
-    (lambda p: StepLR(SGD(p, lr=0.1), step_size=0), "step_size must be a positive integer, got 0"),
-    (lambda p: CosineAnnealingLR(SGD(p, lr=0.1), T_max=0), "T_max must be a positive integer, got 0"),
+    (lambda p: AdamW(p, weight_decay=math.inf), "weight_decay must be a finite number ≥ 0, got inf"),
 ])
 def test_bad_hyperparameters_are_refused_with_their_name(make, message):
     assert refused(make) == message
@@ -285,12 +293,15 @@ def test_optimizer_names_are_torch_optims():
 
 # --------------------------------------------------------------------------- schedules
 def lrs(schedule, steps, lr=1.0, **kwargs):
+    """The learning rate in force at epochs 0 … ``steps`` (the schedule stepped once per epoch), checking that the
+    schedule's ``get_last_lr()`` is the rate it set on the optimizer."""
     opt = SGD({"w": np.zeros(1)}, lr=lr)
     s = schedule(opt, **kwargs)
     out = [opt.lr]
     for _ in range(steps):
         s.step()
-        out.append(s.get_last_lr())
+        assert s.get_last_lr() == opt.lr
+        out.append(opt.lr)
     return out
 
 
@@ -299,10 +310,25 @@ def test_step_lr_default_gamma_is_a_tenth():
     assert lrs(StepLR, 5, step_size=2) == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01], rel=1e-15)
 
 
-def test_cosine_annealing_formula_with_default_eta_min():
-    # η_t = (1 + cos(πt/4))/2 with η₀ = 2: 2, 1 + √½, 1, 1 − √½, 0
-    half = math.sqrt(0.5)
-    assert lrs(CosineAnnealingLR, 4, lr=2.0, T_max=4) == pytest.approx([2, 1 + half, 1, 1 - half, 0], abs=1e-15)
+def test_step_lr_follows_its_formula_down_to_the_smallest_gamma_and_step_size():
+    # η_t = η₀·γ^⌊t/s⌋: halved every 2 epochs (exact in binary), η₀ = 1.1 halved every 3, and γ = 1e-300 with s = 1
+    assert lrs(StepLR, 5, step_size=2, gamma=0.5) == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert lrs(StepLR, 7, lr=1.1, step_size=3, gamma=0.5) == pytest.approx(
+        [1.1, 1.1, 1.1, 0.55, 0.55, 0.55, 0.275, 0.275], rel=1e-15)
+    assert lrs(StepLR, 1, lr=0.5, step_size=1, gamma=1e-300) == [0.5, 0.5e-300]
+
+
+@pytest.mark.parametrize("lr, T_max, eta_min, expected", [
+    # η_t = η_min + (η₀ − η_min)·(1 + cos(πt/T_max))/2
+    (2.0, 4, None, [2, 1 + math.sqrt(0.5), 1, 1 - math.sqrt(0.5), 0]),  # η_min defaults to 0
+    (1.1, 4, 0.1, [1.1, 0.1 + (1 + math.sqrt(0.5)) / 2, 0.6, 0.1 + (1 - math.sqrt(0.5)) / 2, 0.1]),
+    (1.0, 2, 0.0, [1.0, 0.5, 0.0]),  # η_min = 0, the boundary accepted
+])
+def test_cosine_annealing_follows_its_formula(lr, T_max, eta_min, expected):
+    kwargs = {} if eta_min is None else {"eta_min": eta_min}
+    got = lrs(CosineAnnealingLR, T_max, lr=lr, T_max=T_max, **kwargs)
+    assert got == pytest.approx(expected, rel=1e-15, abs=1e-15)
+    assert got[-1] == expected[-1]  # exactly η_min at t = T_max
 
 
 def test_schedules_are_looked_up_by_torch_name():
@@ -314,19 +340,28 @@ def test_schedules_are_looked_up_by_torch_name():
     CosineAnnealingLR(SGD(p, lr=0.1), T_max=1)
 
 
-# ====================================================================================================
-# Gradient clipping, the learning-rate schedules and the optimizers' options: absolute facts, torch-free —
-# exact factors and return values, boundaries accepted and refused, the whole messages.
-
-
-def message(call, *args, **kwargs) -> str:
-    with pytest.raises(ValueError) as err:
-        call(*args, **kwargs)
-    return str(err.value)
-
-
 def sgd(lr=0.1):
     return SGD({"w": np.zeros(2)}, lr=lr)
+
+
+@pytest.mark.parametrize("gamma", [0.0, -0.5, math.inf, -math.inf, math.nan])
+def test_step_lr_gamma_must_be_finite_and_positive(gamma):
+    assert message(StepLR, sgd(), step_size=1, gamma=gamma) == f"gamma must be a finite number > 0, got {gamma!r}"
+
+
+@pytest.mark.parametrize("step_size", [0, -1])
+def test_step_lr_step_size_must_be_positive(step_size):
+    assert message(StepLR, sgd(), step_size=step_size) == f"step_size must be a positive integer, got {step_size}"
+
+
+def test_cosine_annealing_refuses_a_period_below_1_and_a_negative_eta_min():
+    assert message(CosineAnnealingLR, sgd(), T_max=0) == "T_max must be a positive integer, got 0"
+    assert message(CosineAnnealingLR, sgd(), T_max=4, eta_min=-1e-9) == "eta_min must be a finite number ≥ 0, got -1e-09"
+
+
+# ====================================================================================================
+# Gradient clipping and the optimizers' options: absolute facts, torch-free —
+# exact factors and return values, boundaries accepted and refused, the whole messages.
 
 
 # ------------------------------------------------------------------ clip_grad_norm_
@@ -384,42 +419,6 @@ def test_clip_grad_value_skips_empty_gradients():
 @pytest.mark.parametrize("bad", [0.0, -0.5, math.nan])
 def test_clip_value_must_be_positive(bad):
     assert message(clip_grad_value_, {"w": np.ones(2)}, bad) == f"clip_value must be positive, got {bad}"
-
-
-# ------------------------------------------------------------------ schedules
-@pytest.mark.parametrize("gamma", [0.0, -0.5, math.inf, -math.inf, math.nan])
-def test_step_lr_gamma_must_be_finite_and_positive(gamma):
-    assert message(StepLR, sgd(), step_size=1, gamma=gamma) == f"gamma must be a finite number > 0, got {gamma!r}"
-
-
-def test_step_lr_accepts_the_smallest_gamma_and_step_size_and_follows_its_formula():
-    opt = sgd(lr=0.5)
-    sched = StepLR(opt, step_size=1, gamma=1e-300)
-    sched.step()
-    assert opt.lr == 0.5e-300 and sched.get_last_lr() == 0.5e-300
-    opt = sgd(lr=1.0)
-    sched = StepLR(opt, step_size=2, gamma=0.5)
-    lrs = []
-    for _ in range(5):
-        sched.step()
-        lrs.append(opt.lr)
-    assert lrs == [1.0, 0.5, 0.5, 0.25, 0.25]  # η₀ · γ^⌊t/2⌋ for t = 1 … 5
-
-
-@pytest.mark.parametrize("step_size", [0, -1])
-def test_step_lr_step_size_must_be_positive(step_size):
-    assert message(StepLR, sgd(), step_size=step_size) == f"step_size must be a positive integer, got {step_size}"
-
-
-def test_cosine_annealing_boundaries_and_values():
-    assert message(CosineAnnealingLR, sgd(), T_max=0) == "T_max must be a positive integer, got 0"
-    assert message(CosineAnnealingLR, sgd(), T_max=4, eta_min=-1e-9) == "eta_min must be a finite number ≥ 0, got -1e-09"
-    opt = sgd(lr=1.0)
-    sched = CosineAnnealingLR(opt, T_max=2, eta_min=0.0)  # eta_min = 0 is the boundary accepted
-    sched.step()
-    assert opt.lr == pytest.approx(0.5, abs=1e-15)
-    sched.step()
-    assert opt.lr == 0.0
 
 
 # ------------------------------------------------------------------ RMSprop without momentum

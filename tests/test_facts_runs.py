@@ -1,7 +1,8 @@
 """Absolute facts about what both backends share: the batch order, the run key, the optimizer options.
 
 These cannot be checked by the two backends agreeing with each other (they take them from the same code), so
-each test states the fact itself. The tests that need torch say so in their names (`-k "not torch"` leaves them out).
+each test states the fact itself. The tests that need torch are marked ``torch`` (``-m "facts and not torch"``
+leaves them out) and say so in their names.
 """
 import dataclasses
 import hashlib
@@ -16,6 +17,8 @@ import pytest
 from experiments.data import MNIST, Split
 from experiments.runs import training
 from experiments.runs.training import KEY_SCHEMA, ManualBackend, RunConfig, batch_order, run_columns, train
+
+pytestmark = pytest.mark.facts  # absolute facts, stated by hand (tests/conftest.py)
 
 
 # --------------------------------------------------------------------------- batch order
@@ -76,6 +79,7 @@ def test_the_training_loop_feeds_the_manual_backend_batch_order_of_each_epoch():
     assert got != pytest.approx(reference_losses(config, data, [np.arange(n)] * 3), rel=1e-9)
 
 
+@pytest.mark.torch
 def test_the_torch_backend_consumes_the_same_order(one_torch_thread):
     config, data = RunConfig(**TINY, backend="torch"), fake_mnist()
     got = [row["train_loss"] for row in train(config, data, "cpu").epochs]
@@ -91,7 +95,8 @@ BASE = RunConfig(optimizer="SGD", momentum=0.9)
 ALTERNATIVES = {"layer_sizes": (784, 64, 10), "activation": "tanh", "loss": "mse", "init": "xavier",
                 "optimizer": "RMSprop", "lr": 0.1, "momentum": 0.5, "nesterov": True, "weight_decay": 1e-4,
                 "schedule": "StepLR", "step_size": 2, "gamma": 0.1, "batch_size": 64, "epochs": 3, "seed": 1,
-                "backend": "manual", "dtype": "float64", "train_subset": 1000}
+                "backend": "manual", "dtype": "float64", "train_subset": 1000,
+                "layers": ("linear 64", "activation", "linear 10")}
 
 
 def changed_value(f: dataclasses.Field, current):
@@ -194,12 +199,13 @@ def test_the_manual_backend_builds_what_the_config_says():
     assert (type(opt).__name__, opt.lr, opt.momentum, opt.nesterov, opt.weight_decay) == ("SGD", 0.2, 0.9, True, 1e-3)
     assert (backend.scheduler.step_size, backend.scheduler.gamma) == (2, 0.25)
     assert [backend.end_epoch() for _ in range(4)] == pytest.approx([0.2, 0.05, 0.05, 0.0125], rel=1e-15)
-    assert backend.net.activation.name == "tanh" and backend.net.dtype == np.float64
-    np.testing.assert_array_equal(backend.net.params["layers.0.weight"],
+    assert backend.net[1].name == "tanh" and backend.net.dtype == np.float64
+    np.testing.assert_array_equal(backend.net.params["0.weight"],
                                   training.manual.init.init_params((784, 4, 10), "xavier", 5)["layers.0.weight"])
     assert ManualBackend(dataclasses.replace(config, schedule="none")).end_epoch() == 0.2
 
 
+@pytest.mark.torch
 def test_the_torch_optimizer_gets_the_explicit_zero_too(one_torch_thread):
     import torch
 
@@ -244,7 +250,9 @@ def test_a_diverged_epoch_ends_the_run_with_nan_metrics():
 def test_run_columns_flatten_the_config():
     row = run_columns(RunConfig(layer_sizes=(784, 32, 16, 10), weight_decay=0.0))
     assert row["layer_sizes"] == "784-32-16-10" and row["weight_decay"] == 0.0
-    assert set(row) == {f.name for f in dataclasses.fields(RunConfig)}
+    assert set(row) == {f.name for f in dataclasses.fields(RunConfig)} - {"layers"}  # the short form's columns
+    row = run_columns(RunConfig(layers=("linear 32", "relu", "linear 10")))
+    assert row["layers"] == "linear 32 | relu | linear 10" and set(row) == {f.name for f in dataclasses.fields(RunConfig)}
 
 
 @pytest.mark.parametrize("given, plain", [
@@ -371,12 +379,13 @@ def torch_gradient_of_one_batch(X, y) -> tuple[float, float]:
     import torch
 
     backend = torch_backend()
-    backend.model.loss(X, y).backward()
+    backend.criterion(backend.model(X), y).backward()
     params = list(backend.model.parameters())
     norm = float(torch.nn.utils.clip_grad_norm_(params, 1e300))  # a bound that scales nothing
     return norm, float(max(p.grad.abs().max() for p in params))
 
 
+@pytest.mark.torch
 def test_the_torch_backend_counts_a_clipped_step_exactly_where_torch_scales_the_gradient():
     X, y = torch_backend().prepare(one_image_split(4))
     norm, largest = torch_gradient_of_one_batch(X, y)
@@ -394,6 +403,7 @@ def test_the_torch_backend_counts_a_clipped_step_exactly_where_torch_scales_the_
 
 
 # --------------------------------------------------------------------------- train()'s own arguments
+@pytest.mark.torch
 def test_make_backend_builds_the_manual_or_torch_backend_the_config_names(one_torch_thread):
     manual = training.make_backend(RunConfig(**TINY, backend="manual"))
     torch_backend = training.make_backend(RunConfig(**TINY, backend="torch"))
@@ -401,6 +411,7 @@ def test_make_backend_builds_the_manual_or_torch_backend_the_config_names(one_to
     assert torch_backend.device == training.resolve_device("auto")  # the default device is "auto"
 
 
+@pytest.mark.torch
 def test_train_runs_the_torch_backend_on_the_device_asked_for(one_torch_thread):
     config, data = RunConfig(**{**TINY, "epochs": 1}, backend="torch"), fake_mnist()
     assert train(config, data).run["device"] == training.resolve_device("auto")  # "auto" by default
@@ -434,6 +445,7 @@ def test_epoch_times_are_durations_inside_the_run():
     assert all(t > 0 for t in times) and sum(times) <= elapsed
 
 
+@pytest.mark.torch
 def test_resolve_device_names_the_torch_device_or_says_why_not():
     import torch
     assert training.resolve_device() == training.resolve_device("auto") == \

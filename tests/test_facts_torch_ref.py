@@ -9,13 +9,9 @@ import torch_ref
 from manual.nn.activation import TORCH_ACTIVATIONS
 from torch_ref.model import activation_module, torch_dtype
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+from conftest import message
 
-
-def message(make) -> str:
-    with pytest.raises(ValueError) as error:
-        make()
-    return str(error.value)
+pytestmark = [pytest.mark.facts, pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]
 
 
 def test_the_mirror_is_built_from_pytorchs_own_modules_with_manuals_constants():

@@ -14,6 +14,8 @@ from manual.activations import BUILTINS, Activation
 from manual.losses import BUILTIN_LOSSES
 from torch_ref.model import activation_module
 
+pytestmark = pytest.mark.torch  # tests/conftest.py
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

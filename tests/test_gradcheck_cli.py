@@ -10,6 +10,8 @@ from experiments.cli import main
 from experiments.gradcheck import CSV_COLUMNS, centred_difference, max_rel_err, rel_err
 from manual.activations import ACTIVATIONS, Activation, tanh
 
+pytestmark = pytest.mark.torch  # tests/conftest.py
+
 LAYER = Path(__file__).resolve().parent.parent / "examples" / "affine_relu.py"
 SMALL_GRID = ["--activations", "tanh", "relu", "--losses", "mse", "cross_entropy", "--depths", "1", "2"]
 

@@ -12,6 +12,8 @@ from manual.losses import LOSSES, cross_entropy
 from manual.optim import get_optimizer
 from manual.optim.lr_scheduler import get_scheduler
 
+pytestmark = pytest.mark.torch  # tests/conftest.py
+
 # 1 to 3 hidden layers of odd widths
 LAYER_SIZES = {1: [5, 3, 3], 2: [5, 3, 4, 3], 3: [5, 3, 4, 2, 3]}
 

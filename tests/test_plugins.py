@@ -15,7 +15,7 @@ from experiments.plugins import PluginError, load_layer, load_plugins
 from manual.activations import ACTIVATIONS, Activation, register, unregister
 from manual.losses import LOSSES, Loss, LossResult, get_loss, one_hot, register_loss
 
-pytestmark = pytest.mark.usefixtures("clean_registries")  # tests/conftest.py
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("clean_registries")]  # tests/conftest.py
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MISH, SOFTSIGN, LAYER = str(EXAMPLES / "mish.py"), str(EXAMPLES / "softsign.py"), str(EXAMPLES / "affine_relu.py")
@@ -302,12 +302,11 @@ def test_train_accepts_a_plugin_activation_name(capsys):
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_a_plugin_activation_trains_to_the_same_curves_on_both_backends():
-    from experiments.data import load_mnist
+def test_a_plugin_activation_trains_to_the_same_curves_on_both_backends(mnist):
     from experiments.runs.training import RunConfig, train
 
     load_plugins([MISH])
-    data = load_mnist(train_subset=500)
+    data = mnist(500)
     config = RunConfig(layer_sizes=(784, 16, 10), activation="mish", init="xavier", optimizer="SGD", momentum=0.9,
                        lr=0.05, batch_size=50, epochs=2, dtype="float64", train_subset=500, seed=1)
     runs = {b: train(dataclasses.replace(config, backend=b), data, "cpu") for b in ("manual", "torch")}

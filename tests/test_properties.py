@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PLUGINS = ["mish", "softsign"]  # examples/*.py, registered for this module only
 AUTOGRAD_TOL = DEFAULT_TOLERANCES["float64"][0]
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module", autouse=True)

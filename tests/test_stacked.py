@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from experiments.runs import training
-from experiments.data import MNIST, Split, load_mnist
+from experiments.data import MNIST, Split
 from experiments.runs import stacked
-from experiments.runs.stacked import StackedMLP, StackedTrainer, stack_group_key, train_stacked
+from experiments.runs.stacked import StackedModel, StackedTrainer, stack_group_key, train_stacked
 from experiments.runs.training import RunConfig
+from conftest import message
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.torch, pytest.mark.usefixtures("one_torch_thread")]
 N_TRAIN = 1000
 TOL = 1e-9  # float64: the stacked sums and products round differently, nothing more
 
@@ -36,9 +37,9 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def data():
+def data(mnist):
     """1,000 training images; validation and test cut to 2,000 images to keep the per-epoch evaluation quick."""
-    full = load_mnist(train_subset=N_TRAIN)
+    full = mnist(N_TRAIN)
     return MNIST(full.train, *(Split(s.images[:2000], s.labels[:2000]) for s in (full.val, full.test)))
 
 
@@ -183,25 +184,24 @@ def test_only_the_torch_backend_without_batch_norm_or_clipping_stacks():
 
 
 # --------------------------------------------------------------------------- refusals, word for word
-def message(configs, data=None, device="cpu") -> str:
-    with pytest.raises(ValueError) as error:
-        train_stacked(configs, data, device)
-    return str(error.value)
+def refusal(configs, device="cpu") -> str:
+    """The whole message with which train_stacked refuses ``configs``."""
+    return message(train_stacked, configs, None, device)
 
 
 def test_the_refusals_say_exactly_what_is_wrong():
-    assert message([]) == "train_stacked needs at least one config"
-    assert message([BASE, dataclasses.replace(BASE, batch_size=32, epochs=3, seed=4)]) == (
+    assert refusal([]) == "train_stacked needs at least one config"
+    assert refusal([BASE, dataclasses.replace(BASE, batch_size=32, epochs=3, seed=4)]) == (
         "stacked runs may differ only in seed and lr; these configs also differ in batch_size, epochs")
-    assert message([dataclasses.replace(BASE, backend="manual")]) == "stacked training is torch's; got backend 'manual'"
+    assert refusal([dataclasses.replace(BASE, backend="manual")]) == "stacked training is torch's; got backend 'manual'"
     for cure in (dict(batch_norm=True), dict(clip_grad_norm=1.0), dict(clip_grad_value=0.5)):
-        assert message([dataclasses.replace(BASE, **cure)]) == (
+        assert refusal([dataclasses.replace(BASE, **cure)]) == (
             "batch-norm and clipped runs are never stacked (see stacked.stackable): "
             "train them one by one with training.train"), cure
 
 
 def test_an_unknown_device_is_refused_before_anything_is_trained():
-    assert message([BASE], device="gpu") == "unknown device 'gpu'; valid devices: auto, cpu, cuda"
+    assert refusal([BASE], device="gpu") == "unknown device 'gpu'; valid devices: auto, cpu, cuda"
 
 
 # --------------------------------------------------------------------------- defaults, progress bar
@@ -305,13 +305,13 @@ def test_a_float32_stack_computes_in_float32_like_its_single_runs(data):
 
 def test_mse_targets_have_a_column_per_output_even_when_a_batch_lacks_the_last_classes(data):
     configs = stack_of({}, (0.5, 1.0))
-    net = StackedMLP(configs, "cpu")
+    net = StackedModel(configs, "cpu")
     X, _ = training.split_to_torch(data.train, torch.float64, "cpu")
     X = X[:6].view(2, 3, 784)
     y = torch.tensor([[0, 1, 2], [2, 1, 1]])  # no 3 to 9
-    losses = net.losses(X, y).detach()
+    losses = net.losses(net.params, X, y).detach()
     for i in range(2):
-        assert float(losses[i]) == pytest.approx(float(net.unstacked(i).loss(X[i], y[i]).detach()), rel=TOL)
+        assert float(losses[i]) == pytest.approx(float(net.criterion(net.unstacked(i)(X[i]), y[i]).detach()), rel=TOL)
 
 
 def test_the_stack_is_stepped_by_the_same_optimizer_kernel_as_a_single_run():

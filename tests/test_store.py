@@ -172,7 +172,7 @@ def test_a_run_with_incomplete_rows_counts_as_not_finished(tmp_path):
 def test_a_deleted_layers_or_epochs_file_leaves_every_run_unfinished(tmp_path, table):
     folder = csv_only(tmp_path)
     (folder / f"{table}.csv").unlink()
-    tables = results_store.load(folder)  # was a KeyError in report and resume
+    tables = results_store.load(folder)  # report and resume read it: empty tables with their columns, no KeyError
     assert len(tables.runs) == 0 and "key" in tables.runs and "key" in tables.layers and "key" in tables.epochs
     store = Store(folder)
     assert not any(store.has(key) for key in ("aaaa", "bbbb", "cccc"))  # all three are trained again
@@ -186,7 +186,7 @@ def test_a_database_with_no_tables_leaves_the_csv_files_beside_it_as_the_data(tm
         results_store.Database(folder / "study.db").close()
     else:
         (folder / "study.db").write_bytes(damage)
-    tables = results_store.load(folder)  # as report does: it used to write five empty CSV files over the data
+    tables = results_store.load(folder)  # as report does: the CSV files stay the data, not overwritten by empty ones
     assert list(tables.runs["key"]) == ["aaaa", "bbbb", "cccc"]
     assert {p.name: p.read_bytes() for p in folder.glob("*.csv")} == before
     store = Store(folder)  # resuming imports them: nothing is trained again
@@ -279,6 +279,7 @@ def start(folder: Path, activation: str, n: int) -> subprocess.Popen:
 
 
 @pytest.mark.processes  # real processes started, interrupted or killed: not run by mutation testing
+@pytest.mark.torch  # the processes train on the torch backend
 def test_two_studies_into_one_folder_at_once_both_land_their_runs(tmp_path):
     procs = [start(tmp_path, activation, 3) for activation in ("relu", "tanh")]
     for p in procs:
@@ -291,6 +292,7 @@ def test_two_studies_into_one_folder_at_once_both_land_their_runs(tmp_path):
 
 
 @pytest.mark.processes  # real processes started, interrupted or killed: not run by mutation testing
+@pytest.mark.torch  # the processes train on the torch backend
 def test_after_kill_9_the_study_resumes_without_cleanup_or_redoing_runs(tmp_path, landed_runs):
     proc = start(tmp_path, "relu", 6)
     deadline = time.monotonic() + 90

@@ -7,7 +7,6 @@ are the same), copies the state dict in and sets the same train/eval mode. A plu
 """
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 
 import numpy as np
@@ -19,6 +18,7 @@ import manual.nn
 from manual.losses import BUILTIN_LOSSES, get_loss
 from manual.nn.activation import PLUGIN
 from manual.nn.loss import output_activation
+from torch_ref.layers import LastStep
 
 
 class PluginActivation(nn.Module):
@@ -54,15 +54,14 @@ def torch_dtype(dtype) -> torch.dtype:
 
 
 # torch_spec names that are not torch.nn classes: torch_ref's own modules (class name → class)
-OWN_MODULES: dict = {PLUGIN: PluginActivation}
+OWN_MODULES: dict = {PLUGIN: PluginActivation, "LastStep": LastStep}
 
 
 def torch_module(name: str, kwargs: dict, dtype, device) -> nn.Module:
-    """``torch.nn.<name>(**kwargs)`` (or torch_ref's own module of that name), its tensors in ``dtype`` on ``device``."""
+    """``torch.nn.<name>(**kwargs)`` (or torch_ref's own module of that name), its tensors in ``dtype`` on ``device``
+    (``Module.to`` casts floating-point parameters and buffers only: a batch count stays an integer)."""
     cls = OWN_MODULES[name] if name in OWN_MODULES else getattr(nn, name)
-    accepts = inspect.signature(cls.__init__).parameters
-    factory = {k: v for k, v in (("dtype", dtype), ("device", device)) if k in accepts}
-    return cls(**kwargs, **factory)
+    return cls(**kwargs).to(device=device, dtype=dtype)
 
 
 def build_twin(module: manual.nn.Module, dtype, device) -> nn.Module:

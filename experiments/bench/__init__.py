@@ -134,7 +134,7 @@ class StackTrainer:
 
     def __init__(self, configs: list[RunConfig], data, device: str):
         self.configs, self.trainer = configs, StackedTrainer(configs, device)
-        self.X, self.y = training.split_to_torch(data.train, self.trainer.net.weights[0].dtype, self.trainer.device)
+        self.X, self.y = training.split_to_torch(data.train, self.trainer.net.parameters[0].dtype, self.trainer.device)
 
     def run(self, n_examples: int, epoch: int) -> float:
         orders = np.stack([training.batch_order(c.seed, epoch, len(self.y))[:n_examples] for c in self.configs])
@@ -282,7 +282,7 @@ def profile_manual_step(data, repeats: int, steps: int = 500, calls: int = 2000)
     trainer.run(100, 0)  # warm-up
     steps = min(steps, len(trainer.y) // config.batch_size)
     seconds, _ = time_runs(trainer, steps * config.batch_size, repeats)
-    x, W = trainer.X[:config.batch_size], trainer.impl.net.weight(0)
+    x, W = trainer.X[:config.batch_size], trainer.impl.net[0].weight
     delta = np.ones((config.batch_size, W.shape[0]), dtype=W.dtype)
     matmuls = []
     for _ in range(repeats):
@@ -377,6 +377,14 @@ def run(args) -> int:
 
     from experiments.bench import report as bench_report
 
+    if args.only == "recurrent":
+        from experiments.bench import recurrent
+
+        return recurrent.run(args)
+    if args.only == "conv":  # the convolution section: experiments.bench.conv
+        from experiments.bench import conv
+
+        return conv.run(args)
     if args.only == "sweep":
         return run_sweep(args, {"cpu_cores": os.cpu_count(), "load_average_before": os.getloadavg()})
     settings = Settings.quick(args.repeats) if args.quick else Settings(repeats=args.repeats or Settings.repeats)
@@ -443,10 +451,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch and NumPy BLAS threads (default: %(default)s; see the module docstring)")
     p.add_argument("--skip-sweeps", action="store_true", help="only the headline and stacked rows")
-    p.add_argument("--only", choices=("timings", "sweep"),
+    p.add_argument("--only", choices=("timings", "sweep", "recurrent", "conv"),
                    help="timings: everything but the sweep section; sweep: only the sweep section — one fixed "
                         "32-run study timed sequentially, with --workers, stacked and on a local Ray instance "
-                        "(writes sweep.csv and SWEEP.md) (default: both)")
+                        "(writes sweep.csv and SWEEP.md); recurrent: manual's LSTM against nn.LSTM, batch 128, "
+                        "T = 28, 128 hidden, 1 thread (writes recurrent.csv and RECURRENT.md); conv: manual's convolution "
+                        "against nn.Conv2d, its loops, and a LeNet-5 epoch against the arithmetic floor, 1 thread "
+                        "(writes conv.csv and CONV.md) (default: timings and sweep)")
     p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="processes of the sweep section's parallel modes (default: every core)")
     p.add_argument("--out", default=os.path.join("results", "bench"), help="output folder (default: %(default)s)")

@@ -27,7 +27,7 @@ RATIO_COLUMNS = ("target", "config", "batch_size", "device", "slower", "faster",
 
 @dataclass(frozen=True)
 class Target:
-    """A ratio the issue asks for: median s/epoch of ``slower`` over that of ``faster`` (impl, dtype, device)."""
+    """A speed ratio with a target: median s/epoch of ``slower`` over that of ``faster`` (impl, dtype, device)."""
 
     name: str
     kind: str

@@ -1,7 +1,7 @@
 """The bench's sweep section: one fixed small study timed on every executor, side by side in one run.
 
 The study is 32 runs (8 seeds × 4 stable learning rates) of 784-30-10 ReLU with SGD + momentum, batch 16, 2 epochs
-on the whole 50,000-image training split, as the committed studies train (``--quick``: 4 runs, 500 images, 1 epoch). It is trained from scratch
+on the whole 50,000-image training split, as the built-in studies train (``--quick``: 4 runs, 500 images, 1 epoch). It is trained from scratch
 into a fresh folder by ``train_pending`` — the same code a study runs, store writes included — once per mode:
 
 - ``sequential``: one run after another in this process (``--workers 1 --no-stack``);

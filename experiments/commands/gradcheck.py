@@ -84,11 +84,68 @@ def run_layers(args) -> int:
     return 0 if passed == len(rows) else 1
 
 
+MODULE_COLUMNS = ("module", "name", "passed", "comparisons", "failures", "kinks", "problems")
+
+
+def run_architecture(args) -> int:
+    """--arch: every module of the network on the input that reaches it (``check_modules``: finite differences and
+    autograd, element by element), then the whole network's ∂E/∂θ for each loss (``check_model``)."""
+    from experiments.gradcheck import check_model, kink_free_model_batch
+    from experiments.gradcheck.modules import check_modules
+
+    args.tol = DEFAULT_TOLERANCES[args.dtype][0] if args.tol is None else args.tol
+    args.fd_tol = DEFAULT_TOLERANCES[args.dtype][1] if args.fd_tol is None else args.fd_tol
+    start = time.perf_counter()
+    shape = tuple(args.input_shape)
+    model = manual.nn.build(args.arch, shape, activation=args.activations[0], init=args.init, seed=args.seed,
+                            dtype=args.dtype)
+    n_classes = model.output_shape(shape)
+    if len(n_classes) != 1:
+        raise ValueError(f"the network ends in shape {n_classes} per example; a loss needs (classes,): end with a "
+                         "linear layer")
+    X, _ = kink_free_model_batch(model, args.losses[0], shape, n_classes[0], args.batch, args.seed)
+    print(f"architecture: {' | '.join(args.arch)}; input {shape}, batch {args.batch}, {args.dtype}, init {args.init}, "
+          f"seed {args.seed}")
+    rows, failures = [], []
+    for check in check_modules(model, X, seed=args.seed):
+        report = check.report
+        kinks = f", {len(report.kinks)} at kinks" if len(report.kinks) else ""
+        print(report if not report.passed else f"passed {check.name}: {check.module} ({report.checked} comparisons"
+                                               f"{kinks})")
+        rows.append(dict(module=check.name, name=check.module, passed=report.passed, comparisons=report.checked,
+                         failures=len(report.failures), kinks=len(report.kinks), problems=" | ".join(report.problems)))
+        failures.append(report.failures.assign(function=f"{check.name}: {check.module}"))
+    grid = []
+    for loss in args.losses:
+        X, y = kink_free_model_batch(model, loss, shape, n_classes[0], args.batch, args.seed)
+        for c in check_model(model, X, y, loss):
+            passed = (not c.max_rel_err_autograd > args.tol) and c.max_rel_err_fd <= args.fd_tol
+            grid.append(dict(loss=loss, **c._asdict(), passed=passed))
+            if not passed:
+                print(f"FAILED {loss} {c.parameter}: rel err vs autograd {c.max_rel_err_autograd:.2e}, vs finite "
+                      f"differences {c.max_rel_err_fd:.2e}")
+    paths = [os.path.join(args.out, name) for name in ("modules.csv", "failures.csv", "gradcheck.csv")]
+    write_csv(pd.DataFrame(rows, columns=MODULE_COLUMNS), paths[0])
+    table = pd.concat(failures, ignore_index=True) if failures else pd.DataFrame()
+    if "index" in table:
+        table["index"] = ["x".join(map(str, i)) if i else "()" for i in table["index"]]
+    write_csv(table, paths[1])
+    params = pd.DataFrame(grid)
+    write_csv(params.assign(shape=["x".join(map(str, s)) for s in params["shape"]]), paths[2])
+    modules_ok, params_ok = sum(r["passed"] for r in rows), sum(r["passed"] for r in grid)
+    print(f"modules: {modules_ok}/{len(rows)} passed; network: {params_ok}/{len(grid)} parameter tensors passed "
+          f"(tolerances: autograd {args.tol:g}, finite differences {args.fd_tol:g}) in "
+          f"{time.perf_counter() - start:.1f} s; wrote {', '.join(paths)}")
+    return 0 if modules_ok == len(rows) and params_ok == len(grid) else 1
+
+
 def run(args) -> int:
     """The function checks, then the network grid; write the CSVs, print the summaries; 1 if anything fails."""
     check_output_folder(args.out)
     if args.layers:
         return run_layers(args)
+    if args.arch:
+        return run_architecture(args)
     for name in args.activations + args.losses:  # names are checked here: plug-ins may add to them
         (manual.activations.get_activation if name in args.activations else manual.losses.get_loss)(name)
     default_tol, default_fd_tol = DEFAULT_TOLERANCES[args.dtype]
@@ -170,6 +227,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "-> (out, cache), NAME_backward(dout, cache) -> {input: grad} and NAME_inputs(rng) -> "
                         "{input: array}, example inputs drawn from a numpy Generator (cast to --dtype); see "
                         "examples/affine_relu.py")
+    p.add_argument("--arch", nargs="+", default=None, metavar="LAYER",
+                   help="check a network given as data instead of the MLP grid, e.g. --arch 'unflatten 1 6 6' "
+                        "'conv 2 3' activation 'maxpool 2' flatten 'linear 4' (see docs/architectures.md): every "
+                        "module against finite differences and autograd, element by element, on the input that "
+                        "reaches it, then the whole network for each of --losses; 'activation' is the first of "
+                        "--activations")
+    p.add_argument("--input-shape", nargs="+", type=positive_int, default=[N_INPUTS], metavar="N",
+                   help="with --arch: one example's shape, e.g. 36 (a flat row) (default: %(default)s)")
     p.add_argument("--depths", nargs="+", type=positive_int, default=list(DEFAULT_DEPTHS), metavar="N",
                    help="numbers of hidden layers to check (default: %s)" % " ".join(map(str, DEFAULT_DEPTHS)))
     p.add_argument("--batch-norm", action="store_true",

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 import manual
+import manual.nn
 import torch_ref
 from manual.layers import BN_EPS, linear_forward
 
@@ -250,6 +251,69 @@ def check_network(net: manual.MLP, X, y) -> list[ParamCheck]:
 def layer_sizes(depth: int, width: int) -> list[int]:
     """[N_INPUTS, width × depth, N_CLASSES]."""
     return [N_INPUTS] + [width] * depth + [N_CLASSES]
+
+
+# ------------------------------------------------------------------- any manual.nn network
+def model_kink_distance(model: manual.nn.Sequential, X, loss: str) -> float:
+    """How close any input of an activation module (or the output pre-activation, for the loss's output
+    activation) comes to a kink of that activation in ``X``'s forward pass."""
+    steps = model.trace(X)
+    points = [(module.activation, x) for _, module, x, _ in steps if isinstance(module, manual.nn.Activation)]
+    points.append((manual.nn.loss.output_activation(loss), steps[-1][3]))
+    return min((float(np.abs(z - kink).min()) for act, z in points for kink in act.kinks), default=float("inf"))
+
+
+def model_bn_variance(model: manual.nn.Sequential, X) -> float:
+    """The smallest batch variance of any feature a batch-norm module normalises in ``X``'s forward pass."""
+    return min((float(x.reshape(len(x), -1).var(axis=0).min()) for _, module, x, _ in model.trace(X)
+                if isinstance(module, manual.nn.BatchNorm1d)), default=float("inf"))
+
+
+def kink_free_model_batch(model: manual.nn.Sequential, loss: str, input_shape: tuple, n_classes: int, batch: int,
+                          seed: int, margin: float = KINK_MARGIN, tries: int = 1000):
+    """The first batch X ~ N(0, 1) (seeds seed, seed + 1, …) clear of kinks by ``margin`` and, with batch norm,
+    whose normalised features all have a batch variance of at least ``BN_VARIANCE_MARGIN``; labels uniform."""
+    for s in range(seed, seed + tries):
+        rng = np.random.default_rng(s)
+        X = rng.standard_normal((batch, *input_shape)).astype(model.dtype)
+        if model_kink_distance(model, X, loss) >= margin and model_bn_variance(model, X) >= BN_VARIANCE_MARGIN:
+            return X, rng.integers(0, n_classes, size=batch)
+    raise ValueError(f"no batch in {tries} tries keeps every pre-activation {margin} away from a kink (and every "
+                     f"batch-normalised feature's variance above {BN_VARIANCE_MARGIN:g}); try another seed, init or "
+                     "a larger --batch")
+
+
+def has_autograd_twin(model: manual.nn.Module, loss: str) -> bool:
+    """Whether torch_ref can mirror ``model`` and its loss: built-ins always, plug-ins only with a ``torch_fn``."""
+    try:
+        torch_ref.Criterion(loss)
+        torch_ref.mirror(model)
+        return True
+    except ValueError:
+        return False
+
+
+def check_model(model: manual.nn.Sequential, X, y, loss: str) -> list[ParamCheck]:
+    """∂E/∂θ of ``manual.nn.loss_and_grads`` against autograd of ``torch_ref.mirror(model)`` with
+    ``torch_ref.Criterion(loss)`` and against finite differences of the loss, one entry per parameter tensor
+    (autograd errors NaN when the network or loss has no torch twin)."""
+    from experiments.gradcheck.modules import fd_grads as model_fd_grads
+
+    value, grads = manual.nn.loss_and_grads(model, X, y, loss)
+    auto = None
+    if has_autograd_twin(model, loss):
+        twin = torch_ref.mirror(model)
+        twin.zero_grad()
+        torch_ref.Criterion(loss)(twin(torch.from_numpy(X)), torch.from_numpy(np.asarray(y))).backward()
+        auto = {k: p.grad.numpy() for k, p in twin.named_parameters()}
+    fd = model_fd_grads(model, X, y, loss, FD_STEP)
+    nan = float("nan")
+    largest = max(float(np.abs(g).max(initial=0.0)) for g in grads.values())
+    noise = FLOAT32_FLOOR * largest if model.dtype == np.float32 else 0.0
+    floor, fd_scale = max(GRAD_FLOOR * largest, noise), max(fd_floor(value), noise)
+    return [ParamCheck(k, g.shape, nan if auto is None else max_abs_err(g, auto[k]),
+                       nan if auto is None else max_rel_err(g, auto[k], floor),
+                       max_abs_err(g, fd[k]), max_rel_err(g, fd[k], fd_scale)) for k, g in grads.items()]
 
 
 def run_grid(args) -> list[dict]:

@@ -33,6 +33,7 @@ from experiments.errors import raised
 ACTIVATION_COLUMNS = ["check", "z", "analytic", "numeric", "abs_err", "rel_err"]
 LAYER_COLUMNS = ["input", "index", "analytic", "numeric", "abs_err", "rel_err"]
 KINK_COLUMNS = ["where", "z", "left", "right", "analytic"]
+LAYER_KINK_COLUMNS = KINK_COLUMNS + ["input", "index"]  # a layer's kinks also name the input and the element
 
 # Activations (float64 throughout): centred difference of step 2^⌊log2(1e-4·max(1, |z|))⌋ (fourth order:
 # truncation ~h⁴, rounding ~ε·|f|/h), compared with relative tolerance FD_TOL plus an absolute allowance
@@ -342,7 +343,7 @@ def layer_tolerances(dtype) -> tuple[float, float]:
 
 
 def check_backward(forward, backward, inputs: dict, *, seed: int = 0, fast: bool | None = None,
-                   name: str = "layer") -> GradReport:
+                   name: str = "layer", reference=None) -> GradReport:
     """Check a layer's ``backward`` against finite differences of its ``forward``; see the module doc.
 
     Args:
@@ -354,6 +355,18 @@ def check_backward(forward, backward, inputs: dict, *, seed: int = 0, fast: bool
         seed: seeds the random upstream gradient dout and the fast mode's directions.
         fast: compare random directional derivatives vᵀJu first (None: when the inputs have more than
             ``FAST_THRESHOLD`` elements) and fall back to element by element for an input that fails.
+        reference: ``reference(dout, inputs) -> {input_name: gradient}``, an independent exact gradient (autograd
+            of the same layer in torch), compared element by element to rounding (relative ``AUTOGRAD_TOL``,
+            absolute ``AUTOGRAD_ATOL``·max(1, max|reference|)). At a kink any value between the one-sided
+            derivatives passes the finite-difference test; with a reference the analytic value must also be the
+            one the reference picks (max-pooling's tie goes to torch's element), or the element is a failure.
+            Failures then carry an ``autograd`` column.
+
+    Kinks: an element whose centred difference fails at its step and at smaller ones, whose left and right
+    one-sided differences disagree by much more than their rounding, and whose analytic value lies between them
+    is a kink (ReLU at 0; a max-pool window whose two largest inputs are closer than the step), reported in
+    ``report.kinks`` with its input and index, not as a failure. Failures and kinks name elements by their NumPy
+    index: ``x[0, 1, 2, 3]`` is (n, c, h, w) of an image batch, ``w[5, 0, 4, 4]`` (out, in, kh, kw) of a kernel.
     """
     rng = np.random.default_rng(seed)
     arrays = {k: v for k, v in inputs.items() if isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating)}
@@ -373,6 +386,12 @@ def check_backward(forward, backward, inputs: dict, *, seed: int = 0, fast: bool
     if not isinstance(grads, dict):
         return GradReport(subject, empty, problems=[f"backward returned a {type(grads).__name__}, not a dict "
                                                     f"{{input name: gradient}}"])
+    refs = None
+    if reference is not None:
+        try:
+            refs = reference(dout.copy(), {k: (v.copy() if k in arrays else v) for k, v in inputs.items()})
+        except Exception as err:
+            problems.append(f"the reference gradient raised {raised(err)}")
     problems += [f"missing gradient for input {k!r}" for k in arrays if k not in grads]
     problems += [f"extra gradient {k!r}: not a floating-point array input of forward "
                  f"(inputs: {', '.join(arrays)})" for k in grads if k not in arrays]
@@ -405,10 +424,16 @@ def check_backward(forward, backward, inputs: dict, *, seed: int = 0, fast: bool
             problems.append(f"gradient {key!r} has {int(nonfinite.sum())} NaN or infinite value(s), first at "
                             f"index {first}: {g[first]}")
             continue
+        ref = None if refs is None or key not in refs else np.asarray(refs[key], dtype=np.float64)
+        if ref is not None and ref.shape != x.shape:
+            problems.append(f"reference gradient {key!r} has shape {ref.shape}, input {key!r} has {x.shape}")
+            ref = None
+        ref_ok = (np.ones(x.shape, bool) if ref is None else
+                  agrees(g.astype(np.float64), ref, AUTOGRAD_TOL, AUTOGRAD_ATOL * max(1.0, np.abs(ref).max(initial=0))))
         if fast:
             passed, line, n = directional_check(objective, key, x, g, step, tol, noise_of, rng)
             checked += n
-            if passed:
+            if passed and ref_ok.all():
                 continue
             notes.append(f"fast mode: {line}; checked {key!r} element by element")
         numeric, hs = numeric_gradient(objective, key, x, step, with_steps=True)
@@ -431,13 +456,20 @@ def check_backward(forward, backward, inputs: dict, *, seed: int = 0, fast: bool
             lo, hi = min(left, right), max(left, right)
             allowance = tol * max(abs(left), abs(right)) + noise_of(hs[idx])
             if hi - lo > 1e-3 * max(abs(left), abs(right)) + allowance and lo - allowance <= a[idx] <= hi + allowance:
-                kinks.append((f"{key}{list(idx)}", float(x[idx]), left, right, a[idx]))
-                fail[idx] = False
+                if ref_ok[idx]:  # a subgradient, and (with a reference) the very one the reference picks
+                    index = tuple(int(j) for j in idx)
+                    kinks.append((f"{key}{list(index)}", float(x[idx]), left, right, a[idx], key, index))
+                    fail[idx] = False
+        fail |= ~ref_ok  # right by finite differences, but not the reference's value
         bad = np.argwhere(fail)
         abs_err, rel = errors(a[fail], numeric[fail])
-        frames.append(pd.DataFrame({"input": key, "index": [tuple(int(j) for j in i) for i in bad],
-                                    "analytic": a[fail], "numeric": numeric[fail], "abs_err": abs_err,
-                                    "rel_err": rel}, columns=LAYER_COLUMNS))
+        columns = {"input": key, "index": [tuple(int(j) for j in i) for i in bad], "analytic": a[fail],
+                   "numeric": numeric[fail], "abs_err": abs_err, "rel_err": rel}
+        if refs is not None:  # the error is the larger of the two comparisons
+            ref_values = ref[fail] if ref is not None else np.full(int(fail.sum()), np.nan)
+            abs_ref, rel_ref = errors(a[fail], ref_values)
+            columns.update(autograd=ref_values, abs_err=np.fmax(abs_err, abs_ref), rel_err=np.fmax(rel, rel_ref))
+        frames.append(pd.DataFrame(columns, columns=LAYER_COLUMNS + (["autograd"] if refs is not None else [])))
         if fail.any():
             hint = layout_hint(g, numeric, tol)
             if hint:
@@ -446,7 +478,10 @@ def check_backward(forward, backward, inputs: dict, *, seed: int = 0, fast: bool
     notes.insert(0, f"{', '.join(dtypes) or 'no float inputs'}: step {', '.join(f'{layer_tolerances(d)[0]:.2g}' for d in dtypes)}"
                     f"·max(1,|x|), relative tolerance {', '.join(f'{layer_tolerances(d)[1]:.2g}' for d in dtypes)} "
                     f"(from the dtype's ε), plus the differences' rounding noise; random upstream gradient, seed {seed}")
-    kink_rows = pd.DataFrame(kinks, columns=KINK_COLUMNS)
+    if refs is not None:
+        notes.append(f"and against the reference gradient to relative {AUTOGRAD_TOL:g}, absolute "
+                     f"{AUTOGRAD_ATOL:g}·max(1, max|reference|)")
+    kink_rows = pd.DataFrame(kinks, columns=LAYER_KINK_COLUMNS)
     return GradReport(subject, failures, kink_rows, problems, layer_regions(failures), notes, checked)
 
 
@@ -515,9 +550,10 @@ def layer_regions(failures: pd.DataFrame) -> list:
     lines = []
     for key, group in failures.groupby("input", sort=False):
         worst = group.iloc[0]
+        autograd = f", autograd {fmt(worst['autograd'])}" if "autograd" in group else ""
         lines.append(f"gradient {key!r} wrong at {len(group)} element(s); worst {key}{list(worst['index'])}: analytic "
-                     f"{fmt(worst['analytic'])}, numeric {fmt(worst['numeric'])} (abs err {worst['abs_err']:.2g}, "
-                     f"rel err {worst['rel_err']:.2g})")
+                     f"{fmt(worst['analytic'])}, numeric {fmt(worst['numeric'])}{autograd} (abs err "
+                     f"{worst['abs_err']:.2g}, rel err {worst['rel_err']:.2g})")
     return lines
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.files import write_atomically
-from experiments.runs.training import RunConfig
+from experiments.config import RunConfig
 
 PLAN_COLUMNS = ["study", "group", "arm", "phase", "key"]
 TUNE, FINAL = "tune", "seeds"  # the plan's phases

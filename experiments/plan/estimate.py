@@ -9,8 +9,8 @@ and one probe of the per-layer diagnostics; a run's time is then
     + setup (building the network, moving the training images into it),
 
 and the study's time is the sum over the runs still missing from the store, divided by the workers. The
-fastest round is what a core free of other work gives; on a machine shared with other work the runs take
-longer than estimated (measured on the 2-core machine shared with five other jobs: 1.4-1.6×).
+fastest round is what a core free of other work gives; where other processes share the cores the runs take
+longer than estimated (1.4-1.6× on two cores shared with five other CPU-bound processes).
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ WARMUP = 10
 
 
 def architecture(config) -> tuple:
-    return (config.layer_sizes, config.activation, config.backend, config.dtype, config.batch_size,
+    """What a step's time depends on: the network (its layers), backend, dtype, batch size and optimizer."""
+    return (config.architecture(), config.activation, config.backend, config.dtype, config.batch_size,
             config.optimizer, config.momentum > 0)
 
 
@@ -128,15 +129,23 @@ def describe(spec, result: dict) -> str:
         lines.append(f"{label}: {r['runs']} ({r['missing']} not yet in the store), "
                      f"about {format_seconds(r['seconds'])} of training")
     lines.append("per architecture (fastest of 4 × 50 steps, random images): " + "; ".join(
-        f"{sizes_text(a[0])} {a[1]} {a[2]} {a[3]} batch {a[4]} {a[5]}: {c['step'] * 1e3:.2f} ms/step"
+        f"{network_text(a[0])} {a[1]} {a[2]} {a[3]} batch {a[4]} {a[5]}: {c['step'] * 1e3:.2f} ms/step"
         for a, c in result["costs"].items()))
     lines.append(f"estimated time with {result['workers']} worker(s): {format_seconds(result['seconds'])} "
                  f"(sum of the missing runs / workers, at the speed of a core free of other work)")
     return "\n".join(lines)
 
 
-def sizes_text(sizes) -> str:
-    return "-".join(map(str, sizes))
+def network_text(layers) -> str:
+    """An MLP as its widths (784-128-128-10), any other network as its layers joined by " | "."""
+    widths = [784]
+    for layer in layers:
+        words = layer.split()
+        if words[0] == "linear" and len(words) == 2:
+            widths.append(int(words[1]))
+        elif words[0] == "linear" or words[0] in ("batchnorm", "unflatten", "flatten") or len(words) > 1:
+            return " | ".join(layers)
+    return "-".join(map(str, widths))
 
 
 def format_seconds(seconds: float) -> str:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import math
 import textwrap
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, SymmetricalLogLocator
 
 from experiments.files import write_atomically
 from experiments.report.study import CURVE_METRICS, Study, curves, is_hidden, layer_means
-from experiments.stats import accuracy_ci, mean_ci
+from experiments.stats import ALPHA, accuracy_ci, mean_ci
 
 ACC_TICKS = (0.1, 0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999)
 MIN_ERROR = 1e-3  # the top of the accuracy axes: 99.9%
@@ -76,12 +78,16 @@ def band(ax, table: pd.DataFrame, study: Study, group: str, arm: str, transform=
     return float(np.nanmax(mean)) if np.isfinite(mean).any() else math.nan
 
 
-MAX_COLUMNS = 9  # more groups than this wrap onto further rows (the depth study's 27 groups: 3 rows of 9)
+DPI = 110  # every figure is written at this resolution
+MAX_WIDTH_PX = 3000  # no figure is wider than this: a laptop screen shows it whole, without zooming
+MAX_WIDTH = MAX_WIDTH_PX / DPI  # inches
+LEGEND_WIDTH = 1.8  # inches on the right for the figure's legend
+MAX_COLUMNS = 4  # at most this many panels side by side; more groups wrap onto further rows
 
 
 class WrappedAxes:
-    """``axes[row, col]`` of a figure whose ``n_cols`` logical columns (one per group) wrap after
-    ``MAX_COLUMNS``: logical row r becomes a block of rows, and the unused places are hidden."""
+    """``axes[row, col]`` of a figure whose ``n_cols`` logical columns (one per group) wrap after ``cols``
+    columns: logical row r becomes a block of rows, and the unused places are hidden."""
 
     def __init__(self, axes, n_rows: int, n_cols: int, cols: int):
         self.axes, self.cols, self.blocks = axes, cols, -(-n_cols // cols)
@@ -94,12 +100,35 @@ class WrappedAxes:
         return self.axes[row * self.blocks + col // self.cols, col % self.cols]
 
 
-def grid_figure(n_rows: int, n_cols: int, width: float = 6.0, height: float = 3.8):
-    """A figure of ``n_rows`` × ``n_cols`` panels (a column per group), wrapped after ``MAX_COLUMNS``."""
-    cols = min(n_cols, MAX_COLUMNS)
+def panel_columns(n_cols: int, wrap: int | None = None) -> int:
+    """How many panels sit side by side: all of them up to ``MAX_COLUMNS``; beyond that ``wrap`` when given (the
+    size of a study's last group axis, so that each column of panels holds one of its values), else
+    ``MAX_COLUMNS``."""
+    if n_cols <= MAX_COLUMNS:
+        return max(n_cols, 1)
+    return wrap if wrap and 1 < wrap <= MAX_COLUMNS else MAX_COLUMNS
+
+
+def grid_figure(n_rows: int, n_cols: int, width: float = 6.0, height: float = 3.8, wrap: int | None = None):
+    """A figure of ``n_rows`` × ``n_cols`` panels (a column per group), wrapped after ``panel_columns`` columns
+    and never wider than ``MAX_WIDTH_PX`` (panels are narrowed to fit)."""
+    cols = panel_columns(n_cols, wrap)
     blocks = -(-n_cols // cols)
-    fig = Figure(figsize=(width * cols + 1.8, height * n_rows * blocks), layout="constrained")
+    width = min(width, (MAX_WIDTH - LEGEND_WIDTH) / cols)
+    fig = Figure(figsize=(width * cols + LEGEND_WIDTH, height * n_rows * blocks), layout="constrained")
     return fig, WrappedAxes(fig.subplots(n_rows * blocks, cols, squeeze=False), n_rows, n_cols, cols)
+
+
+def study_wrap(study: Study, n_panels: int) -> int | None:
+    """For a figure with a panel per group: the number of values of the study's last group axis, so that panels
+    wrap into rows of that many (the depth study: a row per activation and depth, a column per init)."""
+    axes = study.group_axes
+    if n_panels != len(study.groups) or len(axes) < 2:
+        return None
+    labels = [study.group_labels(g) for g in study.groups]
+    if not all(labels):
+        return None
+    return len(dict.fromkeys(label[axes[-1]] for label in labels))
 
 
 def wrapped(fig: Figure, text: str, fontsize: float = 12) -> str:
@@ -120,12 +149,12 @@ def save(fig: Figure, study: Study, name: str, legend_ax=None) -> str:
         handles, labels = legend_ax.get_legend_handles_labels()
         by_label = dict(zip(labels, handles))
         fig.legend(by_label.values(), by_label.keys(), loc="outside right center", fontsize=9)
-    write_atomically(study.folder / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    write_atomically(study.folder / name, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
     return name
 
 
 def plot_test_accuracy(study: Study, summary: pd.DataFrame) -> str:
-    fig, axes = grid_figure(1, len(study.groups), height=4.2)
+    fig, axes = grid_figure(1, len(study.groups), height=4.2, wrap=study_wrap(study, len(study.groups)))
     for col, group in enumerate(study.groups):
         ax = axes[0, col]
         rows = summary[summary["group"] == group].reset_index(drop=True)
@@ -188,7 +217,8 @@ def plot_comparisons(study: Study, table: pd.DataFrame) -> str | None:
     if not groups:
         return None
     most = max(int(((table["group"] == g) & (table["n"] >= 2)).sum()) for g in groups)
-    fig, axes = grid_figure(1, len(groups), width=6.5, height=max(2.2, 0.32 * most + 1.6))
+    fig, axes = grid_figure(1, len(groups), width=6.5, height=max(2.2, 0.32 * most + 1.6),
+                            wrap=study_wrap(study, len(groups)))
     for col, group in enumerate(groups):
         ax = axes[0, col]
         rows = table[table["group"] == group].reset_index(drop=True)
@@ -218,7 +248,7 @@ def plot_comparisons(study: Study, table: pd.DataFrame) -> str | None:
 
 
 def plot_learning_curves(study: Study) -> str:
-    fig, axes = grid_figure(2, len(study.groups))
+    fig, axes = grid_figure(2, len(study.groups), wrap=study_wrap(study, len(study.groups)))
     for col, group in enumerate(study.groups):
         top, bottom = axes[0, col], axes[1, col]
         best = []
@@ -248,7 +278,7 @@ def plot_tuning(study: Study, summary: pd.DataFrame) -> str | None:
     if not len(study.tune) or len(study.tuned) != 1:
         return None
     key = study.tuned[0]
-    fig, axes = grid_figure(1, len(study.groups), height=4.2)
+    fig, axes = grid_figure(1, len(study.groups), height=4.2, wrap=study_wrap(study, len(study.groups)))
     for col, group in enumerate(study.groups):
         ax = axes[0, col]
         tune = study.tune[study.tune["group"] == group]
@@ -291,7 +321,7 @@ def plot_tuning(study: Study, summary: pd.DataFrame) -> str | None:
 def plot_layer_profiles(study: Study) -> str:
     """Per layer: weight-gradient norm at initialisation (log) and after training, activation std at
     initialisation; one line per arm, a column per group."""
-    fig, axes = grid_figure(3, len(study.groups))
+    fig, axes = grid_figure(3, len(study.groups), wrap=study_wrap(study, len(study.groups)))
     init, end = layer_means(study, "init"), layer_means(study, "end")
     panels = ((init, "grad_norm", "‖∂E/∂W‖ at initialisation (log)", True),
               (init, "act_std", "activation std at initialisation (log)", True),
@@ -342,7 +372,7 @@ def plot_inactive_units(study: Study, diag: pd.DataFrame) -> str:
     last_epoch = float(per_run["epoch"].max()) if len(per_run) else 1.0
     panels = inactive_panels(study.groups, study.arms_of, diag)
     neither = list(dict.fromkeys(arm for (group, arm), which in kind.items() if pd.isna(which)))
-    fig, axes = grid_figure(1, max(len(panels), 1), height=4.0)
+    fig, axes = grid_figure(1, max(len(panels), 1), height=4.0, wrap=study_wrap(study, len(panels)))
     for col, (group, which) in enumerate(panels):
         ax = axes[0, col]
         flat = []
@@ -398,3 +428,108 @@ def plot_curve_differences(study: Study, diffs: dict) -> str:
     ax.grid(alpha=0.3)
     fig.suptitle("Arms whose learning curves coincide: the largest difference per epoch")
     return save(fig, study, "curve_differences.png")
+
+
+def heatmap_baselines(study: Study, summary: pd.DataFrame) -> dict:
+    """Each group's reference arm for the heatmap: the spec's ``baseline`` when the group has it, else the group's
+    best arm (highest mean test accuracy of the seeds that finished); None for a group with no finished seed."""
+    out = {}
+    for group in study.groups:
+        rows = summary[summary["group"] == group]
+        if study.baseline and (rows["arm"] == study.baseline).any():
+            out[group] = study.baseline
+            continue
+        finished = rows[rows["ok"] > 0]
+        means = [c.mean for c in finished["test"]]
+        out[group] = finished["arm"].iloc[int(np.nanargmax(means))] if len(finished) else None
+    return out
+
+
+def heatmap_cells(study: Study, summary: pd.DataFrame, table: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """One row per (group, arm) of the heatmap: the mean test accuracy (NaN when no seed finished), whether every
+    seed diverged, the group's reference arm, the paired difference from it in points (arm − reference) and whether
+    that difference is separable (Holm-corrected paired t-test, p_Holm < ``alpha``)."""
+    reference = heatmap_baselines(study, summary)
+    rows = []
+    for _, r in summary.iterrows():
+        group, arm, ref = r["group"], r["arm"], reference.get(r["group"])
+        diff, p_holm = math.nan, math.nan
+        pair = table[(table["group"] == group) & (((table["arm_a"] == arm) & (table["arm_b"] == ref)) |
+                                                  ((table["arm_a"] == ref) & (table["arm_b"] == arm)))]
+        if ref is not None and arm != ref and len(pair) and pair["n"].iloc[0] >= 2:
+            sign = 1 if pair["arm_a"].iloc[0] == arm else -1
+            diff, p_holm = sign * float(pair["mean_diff"].iloc[0]), float(pair["p_holm"].iloc[0])
+        rows.append({"group": group, "arm": arm, "mean": r["test"].mean if r["ok"] else math.nan,
+                     "diverged": r["ok"] == 0 and r["diverged"] == r["runs"],
+                     "partly": r["ok"] > 0 and r["diverged"] > 0,
+                     "reference": ref, "diff": diff, "p_holm": p_holm,
+                     "separable": bool(np.isfinite(p_holm) and p_holm < alpha)})
+    return pd.DataFrame(rows, columns=["group", "arm", "mean", "diverged", "partly", "reference", "diff", "p_holm",
+                                       "separable"])
+
+
+def plot_heatmap(study: Study, summary: pd.DataFrame, table: pd.DataFrame) -> str | None:
+    """The study at a glance, for a study with more than one group: a row per group, a column per arm (the compare
+    axis), the mean test accuracy in each cell, coloured by it, and the paired difference from the group's
+    reference arm (the spec's baseline, else the group's best arm) underneath, bold with a ▲/▼ when separable."""
+    if len(study.groups) < 2 or not len(summary):
+        return None
+    cells = heatmap_cells(study, summary, table)
+    arms = [a for a in study.arms if (cells["arm"] == a).any()]
+    groups = [g for g in study.groups if (cells["group"] == g).any()]
+    grid = np.full((len(groups), len(arms)), np.nan)
+    for _, c in cells.iterrows():
+        grid[groups.index(c["group"]), arms.index(c["arm"])] = c["mean"]
+    label_width = min(4.5, 0.075 * max(len(g) for g in groups) + 0.4)
+    cell_width = max(1.2, min(1.7, 0.11 * max(len(a) for a in arms) + 0.3))
+    width = min(MAX_WIDTH, label_width + cell_width * len(arms) + 1.4)
+    fig = Figure(figsize=(width, 0.45 * max(len(groups), 4) + 2.2), layout="constrained")
+    ax = fig.add_subplot()
+    finite = grid[np.isfinite(grid)]
+    low = float(finite.min()) if len(finite) else 0.0
+    high = float(finite.max()) if len(finite) else 1.0
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="0.85")  # grey: no finished seed
+    image = ax.imshow(np.ma.masked_invalid(grid) * 100, cmap=cmap, aspect="auto", vmin=low * 100,
+                      vmax=max(high, low + 1e-3) * 100)
+    by_place = {(c["group"], c["arm"]): c for _, c in cells.iterrows()}
+    fontsize = 8 if len(arms) > 6 else 9
+    for i, group in enumerate(groups):
+        for j, arm in enumerate(arms):
+            c = by_place.get((group, arm))
+            if c is None:
+                continue
+            dark = not np.isfinite(c["mean"]) or (c["mean"] - low) / max(high - low, 1e-12) < 0.6
+            color = "white" if dark and np.isfinite(c["mean"]) else "black"
+            if c["diverged"]:
+                text = "diverged"
+            elif not np.isfinite(c["mean"]):
+                text = "–"
+            else:
+                text = f"{c['mean']:.2%}" + ("†" if c["partly"] else "")
+            if arm == c["reference"]:
+                text += "\n(ref.)"
+                ax.add_patch(Rectangle((j - 0.48, i - 0.48), 0.96, 0.96, fill=False, edgecolor="white", lw=2.5))
+            elif np.isfinite(c["diff"]):
+                mark = ("▲" if c["diff"] > 0 else "▼") if c["separable"] else ""
+                text += f"\n{round(c['diff'], 2) + 0.0:+.2f}{mark}"  # + 0.0: never "-0.00"
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize, color=color,
+                    fontweight="bold" if c["separable"] else "normal", linespacing=1.1)
+    ax.set_xticks(range(len(arms)), arms, rotation=30 if len(arms) > 4 else 0,
+                  ha="right" if len(arms) > 4 else "center")
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(groups)), groups, fontsize=9)
+    axes = study.group_axes
+    labels = [study.group_labels(g) for g in groups]
+    if len(axes) > 1 and all(labels):  # a line between the blocks of the first group axis
+        first = [label[axes[0]] for label in labels]
+        for i in range(1, len(groups)):
+            if first[i] != first[i - 1]:
+                ax.axhline(i - 0.5, color="white", lw=3)
+    fig.colorbar(image, ax=ax, shrink=0.6, label="mean test accuracy (%)")
+    reference = f"the baseline, {study.baseline}" if study.baseline else "the group's best arm"
+    fig.suptitle(wrapped(fig, f"Mean test accuracy of the final seeds: a row per group, a column per "
+                              f"{study.compare}; under it, the paired difference from {reference} (ref.), in "
+                              f"points.\nBold with ▲/▼: separable (Holm-corrected paired t-test, p < {ALPHA:g}); "
+                              f"grey: no finished seed; †: some seeds diverged (mean of those that finished).", 10), fontsize=10)
+    write_atomically(study.folder / "heatmap.png", lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    return "heatmap.png"

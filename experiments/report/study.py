@@ -1,8 +1,8 @@
 """A study folder read back: its tables, its spec, and the numbers every table, plot and finding uses.
 
 Nothing here knows a study by name: the compare axis, the tuned keys and the time-to-result target come
-from the folder's ``spec.json`` (written by ``experiments.plan``), with neutral defaults when it is absent
-(a folder from before specs existed).
+from the folder's ``spec.json`` (written by ``experiments.plan``), with neutral defaults for a folder
+without one.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import pandas as pd
 
 from experiments import store as results_store
 from experiments.errors import UserError
-from experiments.runs.training import RunConfig
+from experiments.spec import DEFAULT_TARGET
+from experiments.config import RunConfig
 from experiments.stats import accuracy_ci, compare_arms, mean_ci, seeds_disagree, time_to_target
 
 CONFIG_COLUMNS = [f.name for f in dataclasses.fields(RunConfig)]
@@ -56,7 +57,7 @@ class Study:
 
     @property
     def target(self) -> float:
-        return float(self.spec.get("target", 0.97))
+        return float(self.spec.get("target", DEFAULT_TARGET))
 
     @property
     def baseline(self) -> str | None:

@@ -9,9 +9,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from experiments.report.study import CONFIG_COLUMNS, Study, curve_differences, registered
+from experiments.data import N_TRAIN, N_VAL
+from experiments.report.study import CONFIG_COLUMNS, Study, curve_differences, diagnostics, registered
+from experiments.stats import ALPHA, WILD_SPREAD
+from manual.activations import SATURATION_MARGIN
 
-UNSET = {"train_subset": "all (50,000)", "weight_decay": "the optimizer's default",
+UNSET = {"train_subset": f"all ({N_TRAIN:,})", "weight_decay": "the optimizer's default",
          "clip_grad_norm": "no clipping", "clip_grad_value": "no clipping"}  # how an empty cell reads
 # Gradients at initialisation, from the first/output-layer ratio of weight-gradient norms and the largest
 # layer norm (layers.csv, epoch 0, probe batch). Vanishing: the first layer gets less than a tenth of the
@@ -27,7 +30,7 @@ VANISHING = 0.1
 EXPLODING_RATIO = 100.0
 EXPLODING_NORM = 100.0
 FEW = 0.005  # dead or saturated fractions below this (0.5%) are reported as "below 0.5%", not arm by arm
-SEPARABLE = 0.05  # the Holm-corrected p-value below which a pair is separable (experiments.stats.ALPHA)
+SEPARABLE = ALPHA  # the Holm-corrected p-value below which a pair is separable: the statistics' α
 
 
 def md_table(header: list, rows: list) -> str:
@@ -143,8 +146,8 @@ def setup_text(study: Study) -> str:
         text += f" Final seeds: {', '.join(map(str, seeds))}."
     text += (" Test accuracy is reported, never used for a choice. Arms are compared seed by seed (the same seed "
              "gives every arm the same batch order and initialisation stream): paired t-test and Wilcoxon "
-             "signed-rank test, Holm-corrected over the pairs of a group. Validation: the last 10,000 training "
-             "images; test: the 10,000 test images.")
+             "signed-rank test, Holm-corrected over the pairs of a group. Validation: the last "
+             f"{N_VAL:,} training images; test: the 10,000 test images.")
     lines.append(text)
     return "\n\n".join(lines)
 
@@ -389,12 +392,13 @@ def ranking_findings(study: Study, summary: pd.DataFrame, table: pd.DataFrame) -
         text = sentence(where, f"the highest mean test accuracy is {best['arm']}'s, {pct(best['test'])} "
                                f"({best['ok']} seeds). ")
         if beaten and not tied and not apart:
-            text += (f"The paired tests separate it from every other {study.compare} (p_Holm < 0.05)." if not unfinished
-                     else f"The paired tests separate it from {and_list(beaten)} (p_Holm < 0.05), "
+            text += (f"The paired tests separate it from every other {study.compare} (p_Holm < {SEPARABLE:g})."
+                     if not unfinished
+                     else f"The paired tests separate it from {and_list(beaten)} (p_Holm < {SEPARABLE:g}), "
                           f"{'the only other' if len(beaten) == 1 else 'every other'} {study.compare} with finished "
                           f"seeds.")
         elif beaten:
-            text += f"The paired tests separate it from {and_list(beaten)} (p_Holm < 0.05)"
+            text += f"The paired tests separate it from {and_list(beaten)} (p_Holm < {SEPARABLE:g})"
             text += f", but not from {and_list(tied)}." if tied else "."
         elif tied:
             text += f"The paired tests cannot separate it from {and_list(tied)} with these seeds."
@@ -404,7 +408,8 @@ def ranking_findings(study: Study, summary: pd.DataFrame, table: pd.DataFrame) -
         disagree = [f"{r['arm']} (every seed diverged)" if r["ok"] == 0 and r["diverged"] == r["runs"] else r["arm"]
                     for _, r in with_means(arms[arms["disagree"]]).iterrows()]
         if disagree:
-            text += f" Seeds disagree wildly (> 5 points apart or some diverged) for {and_list(disagree)}."
+            text += (f" Seeds disagree wildly (> {WILD_SPREAD * 100:g} points apart or some diverged) for "
+                     f"{and_list(disagree)}.")
         out.append(text)
     return out
 
@@ -558,13 +563,16 @@ def diagnostic_findings(study: Study, diag: pd.DataFrame) -> list:
 
 
 def divergence_findings(study: Study) -> list:
+    from experiments.runs.training import DIVERGENCE_FACTOR  # the loop's rule, loaded only where it is stated
+
     runs = pd.concat([study.tune, study.final]).drop_duplicates("key")
     bad = runs[runs["status"] == "diverged"]
     if not len(bad):
         return [f"No run diverged ({len(runs)} runs)."]
     arms = bad.groupby(["group", "arm"], sort=False).size()
     final = study.final[study.final["status"] == "diverged"]
-    text = (f"{len(bad)} of {len(runs)} runs diverged (loss NaN/inf or above 100× its value at initialisation: stopped, kept as `diverged`, never chosen), "
+    text = (f"{len(bad)} of {len(runs)} runs diverged (loss NaN/inf or above {DIVERGENCE_FACTOR:g}× its value at "
+            "initialisation: stopped, kept as `diverged`, never chosen), "
             f"in {len(arms)} arm{'s' if len(arms) != 1 else ''}")
     text += f"; {len(final)} of them among the final seeds." if len(final) else "; none among the final seeds."
     return [text + " The table under *Diverged runs* lists them."]
@@ -602,7 +610,12 @@ def environment_table(study: Study) -> str:
 def inactive_text(diag: pd.DataFrame) -> str:
     """What the per-layer table measures: the gradient rule (with the ranges this study shows) and which
     measure of inactive units applies to each of its activations."""
-    text = ("Measured on a fixed probe batch (the first 1,000 validation images), mean over the final seeds. "
+    from experiments.runs.training import PROBE_SIZE  # the loop's probe batch, loaded only where it is stated
+
+    tail = 1 - SATURATION_MARGIN  # where the flat tails start; f' there as a fraction of its peak (tanh' 1, σ' 1/4):
+    tanh_slope, sigmoid_slope = 1 - tail ** 2, tail * SATURATION_MARGIN / 0.25
+    text = (f"Measured on a fixed probe batch (the first {PROBE_SIZE:,} validation images), mean over the final "
+            "seeds. "
             "‖∂E/∂W₁‖: the first layer's weight-gradient norm; ‖∂E/∂W_out‖: the output layer's; largest layer: the "
             "largest weight-gradient norm of any layer. Gradients at initialisation are called **vanishing** when "
             f"the first/output-layer ratio is below {VANISHING:g}, and **exploding** when it is above "
@@ -616,8 +629,9 @@ def inactive_text(diag: pd.DataFrame) -> str:
     text += (" *Inactive* units, in the one sense that applies to each activation: **dead** where f' is exactly 0 "
              "on an interval of z (ReLU: z < 0): f'(z) = 0 on every probe image, so the unit never learns again; "
              "**saturated** where the activation has flat tails (sigmoid, tanh; Glorot & Bengio 2010): the "
-             "fraction of (unit, image) pairs whose output lies in a flat tail (|tanh| > 0.97, σ within 0.03 of "
-             "0 or 1), where f' is under ~6% (tanh) or 12% (σ) of its peak; **neither** where f' > 0 everywhere "
+             f"fraction of (unit, image) pairs whose output lies in a flat tail (|tanh| > {tail:g}, σ within "
+             f"{SATURATION_MARGIN:g} of 0 or 1), where f' is under ~{tanh_slope:.0%} (tanh) or {sigmoid_slope:.0%} "
+             "(σ) of its peak; **neither** where f' > 0 everywhere "
              "(leaky ReLU, ELU, softplus, identity) or is 0 only at isolated points (GELU, Swish): no unit can be "
              "dead, and no flat tails are measured. Fractions are means over the hidden layers.")
     if len(diag) and diag["activation"].notna().any():
@@ -631,3 +645,73 @@ def inactive_text(diag: pd.DataFrame) -> str:
                      f"f' is not examined; judged from its runs: dead if some unit was recorded dead, saturated if "
                      f"saturation was recorded, else neither.)")
     return text
+
+
+# --------------------------------------------------------------------------- the overview's key findings
+MANY_GROUPS = 4  # a study with more groups than this is summarised across its groups in the overview
+
+
+def gain_text(study: Study, row, table: pd.DataFrame, base) -> str:
+    """``sigmoid, 8 hidden, xavier: none 10.58% → 91.15% with batch norm (+80.57 points, p_Holm = 0.00012)``."""
+    pair = pair_row(table, row["group"], row["arm"], base["arm"])
+    diff = pair["mean_diff"] if pair["arm_a"] == row["arm"] else -pair["mean_diff"]
+    return (f"{row['group']}: {base['arm']} {mean_text(base)} → {mean_text(row)} with {row['arm']} "
+            f"({diff:+.2f} points, p_Holm = {pair['p_holm']:.2g})")
+
+
+def summary_across_groups(study: Study, summary: pd.DataFrame, table: pd.DataFrame, top: int = 3) -> list:
+    """The findings of a study with many groups, in a few lines: how often each arm is its group's best, how many
+    groups separate their best arm from the baseline (and the largest such gains), vanishing and exploding gradients
+    at initialisation counted over the arms, and divergence."""
+    out = []
+    best = {}
+    for group in study.groups:
+        rows = with_means(summary[(summary["group"] == group) & (summary["ok"] > 0)])
+        if len(rows):
+            best[group] = rows.iloc[0]
+    counts = pd.Series([r["arm"] for r in best.values()]).value_counts()
+    out.append(f"The best {study.compare} of a group (highest mean test accuracy), over the {len(study.groups)} "
+               f"groups: {and_list([f'{arm} in {n}' for arm, n in counts.items()])}.")
+    base = study.baseline
+    if base:
+        gains = []
+        for group, row in best.items():
+            mine = summary[(summary["group"] == group) & (summary["arm"] == base)]
+            if row["arm"] == base or not len(mine):
+                continue
+            pair = pair_row(table, group, row["arm"], base)
+            if pair is not None and pair["n"] >= 2 and pair["p_holm"] < SEPARABLE:
+                diff = pair["mean_diff"] if pair["arm_a"] == row["arm"] else -pair["mean_diff"]
+                gains.append((diff, row, mine.iloc[0]))
+        gains.sort(key=lambda g: -g[0])
+        text = (f"Against the baseline, {base}: the group's best {study.compare} is separable from it (paired, "
+                f"p_Holm < {SEPARABLE:g}) in {len(gains)} of the {len(study.groups)} groups")
+        if gains:
+            text += "; the largest gains: " + "; ".join(gain_text(study, row, table, b) for _, row, b in gains[:top])
+        out.append(text + ".")
+    diag_states, diag = [], diagnostics(study)
+    if len(diag):
+        state = diag.apply(gradient_state, axis=1)
+        for name in ("vanishing", "exploding"):
+            rows = diag[state == name]
+            if len(rows):
+                groups = list(dict.fromkeys(rows["group"]))
+                diag_states.append(f"{name} in {plural(len(rows), 'arm')} of {plural(len(groups), 'group')}")
+        if diag_states:
+            out.append(f"Gradients at initialisation (vanishing: first/output-layer norm ratio below {VANISHING:g}; "
+                       f"exploding: above {EXPLODING_RATIO:g}, or a layer norm above {EXPLODING_NORM:g}): "
+                       f"{and_list(diag_states)}; the full report names each.")
+    return out + divergence_findings(study)
+
+
+def key_findings(study: Study) -> list:
+    """What the overview (``results/REPORT.md``) says of a study: its findings when it has a few groups; a summary
+    across the groups when it has many (the full report has every group)."""
+    from experiments.report.study import arm_summary, comparisons
+
+    if len(study.groups) <= MANY_GROUPS:
+        return findings(study)
+    summary = arm_summary(study)
+    if not len(summary):
+        return ["No run of the final seeds has finished yet."]
+    return summary_across_groups(study, summary, comparisons(study))

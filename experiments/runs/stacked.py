@@ -5,12 +5,15 @@ executors (``experiments.execute``) form the stacks.
 
 Runs that differ only in seed and learning rate (the same ``stack_group_key``)
 have parameters of the same shapes, so N of them stack into tensors with a
-leading model axis — weights (N, out, in), biases (N, 1, out) — and one
-``torch.baddbmm`` per layer computes every model's mini-batch at once. Each
-model keeps its own mini-batches (``training.batch_order`` of its own seed, so
-X[idx] with idx of shape (N, B)), and the models' losses are summed and
-backpropagated once: model i's parameters only ever meet model i's loss, so
-every gradient stays that model's own.
+leading model axis — a weight (out, in) becomes (N, out, in) — and
+``torch.vmap`` maps the single run's own forward pass and loss over that axis:
+``torch.func.functional_call`` of the run's network (``torch_ref.mirror``) with
+one model's parameters, then ``torch_ref.Criterion``, so a stacked run computes
+exactly what the same run computes alone, for any architecture, loss and
+activation, plug-ins included. Each model keeps its own mini-batches
+(``training.batch_order`` of its own seed, so X[idx] with idx of shape (N, B)),
+and the models' losses are summed and backpropagated once: model i's
+parameters only ever meet model i's loss, so every gradient stays that model's own.
 
 One ``torch.optim`` optimizer steps all N models. Per-model learning rates work
 because every update rule here (SGD with momentum, Nesterov and weight decay,
@@ -21,9 +24,9 @@ Adagrad, RMSprop, Adam, AdamW's decoupled decay) is linear in the learning rate
 averages) never depends on η, so it is each model's own as well.
 
 Everything else is ``training.train``'s: the same initial parameters
-(``torch_ref.MLP`` of each config), the same mini-batch sizes, the per-epoch
-evaluation and per-layer probes by ``training.evaluate_torch`` / ``probe_torch``
-on each model copied out into its own ``torch_ref.MLP``, and the same rows
+(``training.build_manual`` of each config, mirrored), the same mini-batch sizes, the per-epoch
+evaluation and per-layer probes by ``training.evaluate_torch`` / ``diagnostics.probe_torch``
+on each model copied out into its own twin, and the same rows
 (``training.RunRecorder``). A model whose loss diverges (``RunRecorder.diverges``: NaN/inf, or
 100× its loss at initialisation) is recorded as diverged at that epoch and frozen, while the others go on. Each model's
 ``epoch_time_s`` is its share (1/N) of the stacked epoch's time.
@@ -36,20 +39,19 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import torch_ref
 
-from experiments.runs import training
+from experiments.runs import diagnostics, training
 from experiments.data import MNIST
 from experiments.runs.training import PROBE_SIZE, RunConfig, RunRecorder, RunResult
 
 UNSTACKED_FIELDS = ("seed", "lr")  # what may differ between the runs of one stack
 # The CPU rule, calibrated once from results/bench (16 models stacked vs one after another, float32, 1 thread):
 # 784-30-10 at batch 10 gained 4.4×, at batch 128 1.9×, and 784-128-128-10 at batch 128 1.0×. The gain falls
-# with the arithmetic of one model's step, batch × weights (0.24 M, 3.0 M, 15 M multiply-adds): interpolated
+# with the arithmetic of one model's step, batch × multiply-adds per example (0.24 M, 3.0 M, 15 M): interpolated
 # on a log scale it is still about 1.25× at 8 M, where the rule stops stacking.
-CPU_STACK_MAX_WORK = 8_000_000  # batch_size × number of weights of one model
+CPU_STACK_MAX_WORK = 8_000_000  # batch_size × multiply-adds of one example's forward pass
 MAX_STACK = 16  # models per stack at most (the size the benchmark measured)
 
 
@@ -60,7 +62,7 @@ def stackable(config: RunConfig) -> bool:
     need per-model statistics and running estimates in the stacked forward pass, and clipping by norm a
     per-model global norm where one backward pass yields all models' gradients at once.)
     """
-    return not config.batch_norm and config.clip_grad_norm is None and config.clip_grad_value is None
+    return not config.has_batch_norm and config.clip_grad_norm is None and config.clip_grad_value is None
 
 
 def stack_group_key(config: RunConfig) -> tuple:
@@ -70,9 +72,26 @@ def stack_group_key(config: RunConfig) -> tuple:
 
 
 def step_work(config: RunConfig) -> int:
-    """Multiply-adds of one model's mini-batch forward pass: batch size × number of weights."""
-    sizes = config.layer_sizes
-    return config.batch_size * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    """Multiply-adds of one model's mini-batch forward pass: batch size × ``forward_macs`` of one example."""
+    return config.batch_size * forward_macs(training.build_manual(config), (training.MNIST_INPUT,))
+
+
+def forward_macs(model, input_shape: tuple) -> int:
+    """Multiply-adds of one example's forward pass through the weighted layers of a ``manual.nn.Sequential``: a
+    linear layer's weights; a convolution's output elements × in_channels·kh·kw; a recurrent layer's time steps ×
+    its weights (every weight once per step)."""
+    total, shape = 0, tuple(input_shape)
+    for module in model.children():
+        out = module.output_shape(shape)
+        kind = module.torch_spec()[0]
+        if kind == "Linear":
+            total += module.weight.size
+        elif kind == "Conv2d":
+            total += math.prod(out) * module.weight[0].size
+        elif kind in ("RNN", "LSTM", "GRU"):
+            total += shape[0] * sum(p.size for name, p in module.params.items() if name.startswith("weight"))
+        shape = out
+    return total
 
 
 def should_stack(config: RunConfig, device: str) -> bool:
@@ -88,48 +107,35 @@ def should_stack(config: RunConfig, device: str) -> bool:
     return device == "cuda" or step_work(config) <= CPU_STACK_MAX_WORK
 
 
-class StackedMLP:
-    """N ``torch_ref.MLP`` of one spec as stacked parameter tensors, with a batched forward pass and losses."""
+class StackedModel:
+    """N networks of one architecture as stacked parameter tensors with a leading model axis, evaluated by the very
+    modules a single run uses: ``torch.func.functional_call`` of one twin under ``torch.vmap`` over the models."""
 
     def __init__(self, configs: list[RunConfig], device: str):
-        spec = configs[0]
-        # one single model per config: its initial parameters, and the twin that evaluation copies into
-        self.twins = [torch_ref.MLP(c.layer_sizes, c.activation, c.loss, c.init, c.seed, dtype=c.dtype, device=device)
-                      for c in configs]
-        layers = [twin.layers for twin in self.twins]
-        self.weights = [torch.stack([ls[l].weight.detach() for ls in layers]).requires_grad_()
-                        for l in range(len(layers[0]))]
-        self.biases = [torch.stack([ls[l].bias.detach() for ls in layers]).unsqueeze(1).requires_grad_()
-                       for l in range(len(layers[0]))]
-        self.act, self.out_act, self.loss_name = self.twins[0].act, self.twins[0].out_act, spec.loss
+        # one single network per config: its initial parameters, and the twin that evaluation copies into
+        self.twins = [torch_ref.mirror(training.build_manual(c), device) for c in configs]
+        self.criterion = torch_ref.Criterion(configs[0].loss)
+        self.points = diagnostics.probe_points(training.build_manual(configs[0]))
+        self.params = {name: torch.stack([dict(t.named_parameters())[name].detach() for t in self.twins])
+                       .requires_grad_() for name, _ in self.twins[0].named_parameters()}
+        model, criterion = self.twins[0], self.criterion
+
+        def loss(params, X, y):
+            """One model's batch-mean loss: its parameters in the single network's forward pass and loss."""
+            return criterion(torch.func.functional_call(model, params, (X,)), y)
+
+        self.losses = torch.vmap(loss)  # (params with a model axis, X (N, B, …), y (N, B)) → (N,) losses
 
     @property
     def parameters(self) -> list[torch.Tensor]:
-        return [p for pair in zip(self.weights, self.biases) for p in pair]
+        return list(self.params.values())
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        """(N, B, n_in) inputs → (N, B, n_out) outputs: a = f(b + a·Wᵀ) layer by layer, all models at once."""
-        last = len(self.weights) - 1
-        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
-            X = (self.act if l < last else self.out_act)(torch.baddbmm(b, X, W.transpose(1, 2)))
-        return X
-
-    def losses(self, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Each model's batch-mean loss, shape (N,), defined as ``torch_ref.MLP.loss``."""
-        out = self.forward(X)
-        n, batch, classes = out.shape
-        if self.loss_name == "cross_entropy":
-            return F.cross_entropy(out.reshape(n * batch, classes), y.reshape(-1), reduction="none").view(n, batch).mean(1)
-        target = F.one_hot(y, classes).to(out.dtype)
-        return 0.5 * ((out - target) ** 2).sum(dim=(1, 2)) / batch
-
-    def unstacked(self, i: int) -> torch_ref.MLP:
-        """Model ``i`` as its own ``torch_ref.MLP`` (the twin, loaded with the current parameters)."""
+    def unstacked(self, i: int):
+        """Model ``i`` as its own torch network (its twin, loaded with the current parameters, NaN/inf included)."""
         twin = self.twins[i]
-        state = {}
-        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
-            state[f"layers.{l}.weight"], state[f"layers.{l}.bias"] = W[i].detach(), b[i, 0].detach()
-        torch.nn.Module.load_state_dict(twin, state)  # unchecked: a diverging model's NaN/inf values are recorded
+        with torch.no_grad():
+            for name, p in twin.named_parameters():
+                p.copy_(self.params[name][i])
         return twin
 
 
@@ -140,8 +146,8 @@ class StackedTrainer:
         check_stackable(configs)
         spec = configs[0]
         self.configs, self.device = configs, training.resolve_device(device)
-        self.net = StackedMLP(configs, self.device)
-        dtype = self.net.weights[0].dtype
+        self.net = StackedModel(configs, self.device)
+        dtype = self.net.parameters[0].dtype
         # lr 1: each model's step is scaled by its own rate afterwards
         self.opt = training.make_torch_optimizer(spec, self.net.parameters, self.device, lr=1.0)
         self.scheduler = None
@@ -149,7 +155,7 @@ class StackedTrainer:
             self.scheduler = torch_ref.make_scheduler(spec.schedule, self.opt, **spec.schedule_kwargs())
         # θ ← θ₀ + η_i·(θ_stepped − θ₀) is lerp(θ_stepped, θ₀, 1 − η_i): the weight given to θ₀, per model
         lrs = torch.tensor([c.lr for c in configs], dtype=dtype, device=self.device)
-        self.keep = (1 - lrs).view(-1, 1, 1)
+        self.keep = 1 - lrs
 
     def freeze(self, i: int) -> None:
         """Stop updating model ``i`` (it diverged: its every step is undone); the others train on unchanged."""
@@ -164,13 +170,13 @@ class StackedTrainer:
         for start in range(0, n, batch_size):
             idx = orders_t[:, start:start + batch_size]  # (N, B): each model's own mini-batch
             self.opt.zero_grad(set_to_none=True)
-            losses = self.net.losses(X[idx], y[idx])
+            losses = self.net.losses(self.net.params, X[idx], y[idx])
             losses.sum().backward()
             before = [p.detach().clone() for p in params]
             self.opt.step()
             with torch.no_grad():
                 for p, p0 in zip(params, before):
-                    p.lerp_(p0, self.keep)
+                    p.lerp_(p0, self.keep.view(-1, *[1] * (p.ndim - 1)))
             total += losses.detach() * idx.shape[1]
         return [float(t) / n for t in total.cpu()]
 
@@ -203,6 +209,11 @@ def check_stackable(configs: list[RunConfig]) -> None:
                          "train them one by one with training.train")
 
 
+def probe(net: StackedModel, i: int, X, y) -> list[dict]:
+    """Model ``i``'s per-layer diagnostics, measured on its twin as a single run's are."""
+    return diagnostics.probe_torch(net.unstacked(i), net.criterion, net.points, X, y)
+
+
 def train_stacked(configs: list[RunConfig], data: MNIST, device: str = "auto",
                   progress: bool = False) -> list[RunResult]:
     """Train ``configs`` (same ``stack_group_key``) at once; the results ``training.train`` gives each, in order."""
@@ -211,14 +222,14 @@ def train_stacked(configs: list[RunConfig], data: MNIST, device: str = "auto",
     start = time.perf_counter()
     trainer = StackedTrainer(configs, device)
     spec, net = configs[0], trainer.net
-    dtype = net.weights[0].dtype
+    dtype = net.parameters[0].dtype
     train_X, train_y = training.split_to_torch(data.train, dtype, trainer.device)
     val_X, val_y = training.split_to_torch(data.val, dtype, trainer.device)
     probe_X, probe_y = val_X[:PROBE_SIZE], val_y[:PROBE_SIZE]
-    records = [RunRecorder(c, training.evaluate_torch(net.unstacked(i), val_X, val_y)[0])
+    records = [RunRecorder(c, training.evaluate_torch(net.unstacked(i), net.criterion, val_X, val_y)[0])
                for i, c in enumerate(configs)]
     for i, record in enumerate(records):
-        record.layers(0, training.probe_torch(net.unstacked(i), probe_X, probe_y))
+        record.layers(0, probe(net, i, probe_X, probe_y))
     factor = 1.0
     epochs = tqdm(range(1, spec.epochs + 1), desc=f"{len(configs)} stacked {spec.activation} {spec.optimizer}",
                   unit="epoch", leave=False, disable=not progress)
@@ -235,17 +246,17 @@ def train_stacked(configs: list[RunConfig], data: MNIST, device: str = "auto",
         for i in live:
             lr = configs[i].lr * factor
             model = net.unstacked(i)
-            val = None if records[i].diverges(losses[i]) else training.evaluate_torch(model, val_X, val_y)
+            val = None if records[i].diverges(losses[i]) else training.evaluate_torch(model, net.criterion, val_X, val_y)
             if not records[i].epoch(epoch, losses[i], lr, share, val):  # diverged: the one rule, in RunRecorder
                 trainer.freeze(i)
                 continue
-            records[i].layers(epoch, training.probe_torch(model, probe_X, probe_y))
+            records[i].layers(epoch, probe(net, i, probe_X, probe_y))
         factor = trainer.end_epoch()
 
     test_X, test_y = training.split_to_torch(data.test, dtype, trainer.device)
     results = []
     for i, record in enumerate(records):
-        test = training.evaluate_torch(net.unstacked(i), test_X, test_y) if record.status == "ok" else (math.nan,
+        test = training.evaluate_torch(net.unstacked(i), net.criterion, test_X, test_y) if record.status == "ok" else (math.nan,
                                                                                                           math.nan)
         results.append(record.finish(test, trainer.device, start))
     return results

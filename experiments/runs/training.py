@@ -10,213 +10,39 @@
   saturated fractions, activation mean and standard deviation, all measured on a
   fixed evaluation batch (the first ``PROBE_SIZE`` validation images).
 
-The same seed gives both backends the same initial parameters (``manual.init``)
+The network is ``manual.nn.build`` of the config's architecture; the torch backend trains its mirror
+(``torch_ref.mirror``). The same seed gives both backends the same initial parameters
 and the same mini-batch order (``batch_order``), so with float64 their learning
 curves coincide.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import math
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 
 import manual
-from manual.activations import ACTIVATIONS
+import manual.nn
+from manual.losses import get_loss
+from manual.network import check_inputs, check_labels
+from manual.nn.loss import output_activation
 from manual.optim import lr_scheduler as manual_schedules
 from manual.optim.clip import CLIP_EPS, clip_grad_norm_, clip_grad_value_
 
-from experiments.data import MNIST, N_TRAIN
+from experiments.config import (FLOAT_FIELDS, INT_FIELDS, KEY_SCHEMA, MNIST_CLASSES, MNIST_INPUT, SCHEDULES,  # noqa: F401
+                                RunConfig, RunResult, run_columns)
+from experiments.data import MNIST
+from experiments.runs import diagnostics
+from experiments.runs.diagnostics import batch_statistics, layer_stats, probe_torch  # noqa: F401
 
 PROBE_SIZE = 1000  # validation images used for the per-layer diagnostics
-SCHEDULES = ("none", "StepLR", "CosineAnnealingLR")
-FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "gamma", "clip_grad_norm", "clip_grad_value")
-INT_FIELDS = ("step_size", "batch_size", "epochs", "seed", "train_subset")
-KEY_SCHEMA = 1  # bumped only when the meaning of a RunConfig field changes (see RunConfig.key)
 FUSED_ON_CPU = ("Adam", "AdamW")  # stepped by their fused kernel on the CPU (see make_torch_optimizer)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that determines a run's numbers; ``key()`` identifies it in the results."""
-
-    layer_sizes: tuple = (784, 128, 128, 10)
-    activation: str = "relu"
-    loss: str = "cross_entropy"
-    init: str = "he"
-    optimizer: str = "Adam"
-    lr: float = 1e-3
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float | None = None  # None: the optimizer's default
-    schedule: str = "none"
-    step_size: int = 1  # StepLR's period in epochs
-    gamma: float = 0.5  # StepLR's factor
-    batch_size: int = 128
-    epochs: int = 5
-    seed: int = 0
-    backend: str = "torch"
-    dtype: str = "float32"
-    train_subset: int | None = None
-    batch_norm: bool = False  # batch normalisation between each hidden linear layer and its activation
-    clip_grad_norm: float | None = None  # clip the global gradient L2 norm to this before each step
-    clip_grad_value: float | None = None  # clamp every gradient entry to ±this before each step
-
-    def __post_init__(self):
-        object.__setattr__(self, "layer_sizes", tuple(int(n) for n in self.layer_sizes))
-        manual.network.check_layer_sizes(self.layer_sizes)
-        if self.layer_sizes[0] != 784 or self.layer_sizes[-1] != 10:
-            raise ValueError(f"MNIST needs 784 inputs and 10 outputs, got layer sizes {self.layer_sizes}")
-        manual.activations.get_activation(self.activation)
-        manual.losses.get_loss(self.loss)
-        manual.optim.get_optimizer(self.optimizer)
-        if self.init not in manual.INITS:
-            raise ValueError(f"unknown init {self.init!r}; valid inits: {', '.join(manual.INITS)}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
-        if self.backend not in ("manual", "torch"):
-            raise ValueError(f"unknown backend {self.backend!r}; valid backends: manual, torch")
-        manual.network.as_dtype(self.dtype)
-        self.check_numbers()
-        if self.momentum and self.optimizer not in ("SGD", "RMSprop"):
-            raise ValueError(f"{self.optimizer} takes no momentum (only SGD and RMSprop do)")
-        if self.nesterov and self.optimizer != "SGD":
-            raise ValueError("nesterov applies to SGD only")
-        if self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov needs a momentum > 0 (e.g. momentum 0.9), got momentum 0")
-        for name in ("clip_grad_norm", "clip_grad_value"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                          and 0 < value < math.inf):
-                raise ValueError(f"{name} must be a positive finite number or None (no clipping), got {value!r}")
-        if self.clip_grad_norm is not None and self.clip_grad_value is not None:
-            raise ValueError("clip_grad_norm and clip_grad_value are alternatives: set one of them")
-        self.use_plain_numbers()
-        if not isinstance(self.batch_norm, bool):
-            raise ValueError(f"batch_norm must be true or false, got {self.batch_norm!r}")
-        if self.batch_norm:
-            n_train = self.train_subset or N_TRAIN
-            if self.batch_size == 1 or n_train % self.batch_size == 1:
-                raise ValueError(f"batch_norm with batch_size {self.batch_size} and {n_train} training images "
-                                 f"leaves a mini-batch of 1 image, whose batch variance is 0 (PyTorch refuses it "
-                                 f"too): choose another batch_size or train_subset")
-
-    def check_numbers(self) -> None:
-        """Every numeric field within its range, finite, with a message that names it and what is allowed."""
-        def check(name, ok, allowed, integer=False):
-            value = getattr(self, name)
-            if integer and not (isinstance(value, (int, np.integer)) and not isinstance(value, bool)):
-                raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-            if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
-                raise ValueError(f"{name} must be a number: {allowed}, got {value!r}")
-            if not (math.isfinite(value) and ok(value)):
-                raise ValueError(f"{name} must be {allowed}, got {value!r}")
-
-        check("lr", lambda v: v > 0, "a finite number > 0")
-        check("momentum", lambda v: v >= 0, "a finite number ≥ 0")
-        if self.weight_decay is not None:
-            check("weight_decay", lambda v: v >= 0, "a finite number ≥ 0 (or None: the optimizer's default)")
-        check("gamma", lambda v: v > 0, "a finite number > 0")
-        for name in ("step_size", "batch_size", "epochs"):
-            check(name, lambda v: v >= 1, "≥ 1", integer=True)
-        check("seed", lambda v: v >= 0, "≥ 0", integer=True)
-        if self.train_subset is not None:
-            check("train_subset", lambda v: 1 <= v <= N_TRAIN, f"between 1 and {N_TRAIN:,} (or None: all)",
-                  integer=True)
-        n_train = self.train_subset or N_TRAIN
-        check("batch_size", lambda v: v <= n_train, f"at most the {n_train:,} training images")
-
-    def use_plain_numbers(self) -> None:
-        """Numbers as plain Python floats and ints, so that lr=1 and lr=1.0, or seed=np.int64(3) and seed=3, are
-        one run with one key (and json can hash them)."""
-        for names, kind in ((FLOAT_FIELDS, float), (INT_FIELDS, int)):
-            for name in names:
-                if getattr(self, name) is not None:
-                    object.__setattr__(self, name, kind(getattr(self, name)))
-
-    def key(self) -> str:
-        """A short stable hash of the config: the run's identity for resuming studies.
-
-        Only the fields that differ from their defaults enter the hash (with ``KEY_SCHEMA``), so adding a
-        new field with a default leaves every existing key, and every half-finished study, as it was.
-        Bump ``KEY_SCHEMA`` only when the meaning of an existing field changes.
-        """
-        changed = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                   if getattr(self, f.name) != f.default}
-        text = json.dumps({"schema": KEY_SCHEMA, **changed}, sort_keys=True, default=list)
-        return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-    def optimizer_kwargs(self) -> dict:
-        """Keyword arguments for ``manual.optim.<optimizer>`` and ``torch.optim.<optimizer>`` alike."""
-        kwargs = {"lr": self.lr}
-        if self.optimizer in ("SGD", "RMSprop"):
-            kwargs["momentum"] = self.momentum
-        if self.optimizer == "SGD":
-            kwargs["nesterov"] = self.nesterov
-        if self.weight_decay is not None:
-            kwargs["weight_decay"] = self.weight_decay
-        return kwargs
-
-    def schedule_kwargs(self) -> dict:
-        if self.schedule == "StepLR":
-            return {"step_size": self.step_size, "gamma": self.gamma}
-        return {"T_max": self.epochs}  # cosine: anneal to 0 over the run
-
-
-@dataclass
-class RunResult:
-    run: dict
-    epochs: list = field(default_factory=list)
-    layers: list = field(default_factory=list)
 
 
 def batch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     """The seeded permutation of the training set for one epoch (identical for every backend)."""
     return np.random.default_rng([seed, epoch]).permutation(n)
-
-
-def layer_stats(derivative: np.ndarray, activation: np.ndarray, grad_norm: float, act) -> dict:
-    """Per-layer diagnostics from f'(z) and a = f(z) over the probe batch, shapes (B, units).
-
-    - ``dead_frac``: the fraction of units whose f' is exactly 0 on every probe example (ReLU's dead units);
-    - ``saturated_frac``: the fraction of (example, unit) pairs whose output lies in the activation's flat
-      tails (``act.saturated``, Glorot & Bengio 2010: |tanh| > 0.97, σ within 0.03 of 0 or 1); NaN for an
-      activation without such tails, where it would only repeat ``dead_frac``.
-    """
-    saturated = math.nan if act.saturated is None else float(np.mean(act.saturated(activation)))
-    with np.errstate(over="ignore", invalid="ignore"):  # an exploding net's mean and std are inf or NaN, quietly
-        return {
-            "grad_norm": grad_norm,
-            "dead_frac": float(np.mean(np.all(derivative == 0, axis=0))),
-            "saturated_frac": saturated,
-            "act_mean": float(activation.mean()),
-            "act_std": float(activation.std()),
-        }
-
-
-@contextmanager
-def batch_statistics(net, buffers):
-    """Run the block in training mode with the running estimates ``buffers`` restored afterwards, then eval mode.
-
-    The per-layer diagnostics see what training sees: batch norm normalising with the probe batch's own
-    statistics. (Evaluation mode at initialisation would use the initial running estimates, mean 0 and
-    variance 1, i.e. no normalisation at all, and show a batch-norm network's gradients as those of the
-    same network without it.) Without batch norm the mode changes nothing.
-    """
-    buffers = list(buffers)
-    saved = [b.clone() if hasattr(b, "clone") else b.copy() for b in buffers]
-    net.train()
-    try:
-        yield
-    finally:
-        for b, value in zip(buffers, saved):
-            b[...] = value
-        net.eval()
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -233,21 +59,25 @@ def resolve_device(device: str = "auto") -> str:
 
 # --------------------------------------------------------------------------- backends
 class ManualBackend:
-    """The NumPy network and hand-written optimizer (always on the CPU)."""
+    """The ``manual.nn`` network of the config's architecture and a hand-written optimizer (always on the CPU)."""
 
     device = "cpu"
 
     def __init__(self, config: RunConfig):
         self.config = config
-        self.net = manual.MLP(config.layer_sizes, config.activation, config.loss, config.init, config.seed,
-                              config.dtype, batch_norm=config.batch_norm)
+        self.net = build_manual(config)
+        self.dtype = self.net.dtype
+        self.points = diagnostics.probe_points(self.net)
+        self.output = output_activation(config.loss)
         self.opt = manual.optim.get_optimizer(config.optimizer)(self.net.params, **config.optimizer_kwargs())
         self.scheduler = None
         if config.schedule != "none":
             self.scheduler = manual_schedules.get_scheduler(config.schedule)(self.opt, **config.schedule_kwargs())
 
     def prepare(self, split):
-        return self.net.check_batch(split.features(self.net.dtype), split.labels)  # checked once, not per step
+        """A split's pixels in the network's dtype and its labels, checked once (not per step)."""
+        X = check_inputs(split.features(self.dtype), MNIST_INPUT, self.dtype)
+        return X, check_labels(split.labels, len(X), MNIST_CLASSES)
 
     def train_epoch(self, X, y, order: np.ndarray, batch_size: int) -> float:
         """One pass over ``order`` in mini-batches; the mean training loss (NaN/inf once it diverges).
@@ -260,7 +90,7 @@ class ManualBackend:
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging run is recorded, not warned about
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
-                loss, grads = self.net.loss_and_grads(X[idx], y[idx], validate=False)
+                loss, grads = manual.nn.loss_and_grads(self.net, X[idx], y[idx], self.config.loss)
                 if not math.isfinite(loss):
                     total = loss
                     break
@@ -282,22 +112,16 @@ class ManualBackend:
         return clip_grad_value_(grads, clip_value) > clip_value
 
     def evaluate(self, X, y) -> tuple[float, float]:
+        """Batch-mean loss and accuracy on a whole split, in eval mode."""
         self.net.eval()
         with np.errstate(over="ignore", invalid="ignore"):
-            trace = self.net.trace(X)
-            loss = self.net.loss_fn(trace.pre_activations[-1], y, self.net.output_activation, trace.output).loss
-        return loss, float(np.mean(trace.output.argmax(axis=1) == y))
+            z = self.net.forward(X)
+            a = self.output.f(z)
+            loss = get_loss(self.config.loss)(z, y, self.output, a).loss
+        return loss, float(np.mean(a.argmax(axis=1) == y))
 
     def probe(self, X, y) -> list[dict]:
-        with np.errstate(over="ignore", invalid="ignore"), batch_statistics(self.net, self.net.buffers.values()):
-            trace = self.net.trace(X)
-            _, grads = self.net.loss_and_grads(X, y)
-        rows = []
-        outputs = trace.inputs[1:] + [trace.output]  # a_l = f(z_l), kept by the forward pass
-        for l, (z, a) in enumerate(zip(trace.pre_activations, outputs)):
-            act = self.net.activation if l < self.net.n_layers - 1 else self.net.output_activation
-            rows.append(layer_stats(act.df(z), a, float(np.linalg.norm(grads[f"layers.{l}.weight"])), act))
-        return rows
+        return diagnostics.probe_manual(self.net, self.points, X, y, self.config.loss)
 
     def end_epoch(self) -> float:
         if self.scheduler:
@@ -308,8 +132,15 @@ class ManualBackend:
         pass
 
 
+def build_manual(config: RunConfig) -> manual.nn.Sequential:
+    """The config's network as ``manual.nn`` modules: its architecture, initialiser, seed and dtype."""
+    return manual.nn.build(config.architecture(), MNIST_INPUT, activation=config.activation, init=config.init,
+                           seed=config.seed, dtype=config.dtype)
+
+
 class TorchBackend:
-    """``torch_ref.MLP`` trained with ``torch.optim`` on the CPU or a CUDA GPU, data held on the device."""
+    """The config's network mirrored in torch's own modules (``torch_ref.mirror``), trained with ``torch.optim`` on
+    the CPU or a CUDA GPU, data held on the device."""
 
     def __init__(self, config: RunConfig, device: str):
         import torch
@@ -317,15 +148,18 @@ class TorchBackend:
 
         self.torch, self.config = torch, config
         self.device = resolve_device(device)
-        self.model = torch_ref.MLP(config.layer_sizes, config.activation, config.loss, config.init, config.seed,
-                                   dtype=config.dtype, device=self.device, batch_norm=config.batch_norm)
+        net = build_manual(config)
+        self.points = diagnostics.probe_points(net)
+        self.model = torch_ref.mirror(net, self.device)
+        self.criterion = torch_ref.Criterion(config.loss)
+        self.dtype = next(self.model.parameters()).dtype
         self.opt = make_torch_optimizer(config, self.model.parameters(), self.device)
         self.scheduler = None
         if config.schedule != "none":
             self.scheduler = torch_ref.make_scheduler(config.schedule, self.opt, **config.schedule_kwargs())
 
     def prepare(self, split):
-        return split_to_torch(split, self.model.layers[0].weight.dtype, self.device)
+        return split_to_torch(split, self.dtype, self.device)
 
     def train_epoch(self, X, y, order: np.ndarray, batch_size: int) -> float:
         """As ``ManualBackend.train_epoch``, with ``torch.nn.utils``' clip functions."""
@@ -339,7 +173,7 @@ class TorchBackend:
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             self.opt.zero_grad(set_to_none=True)
-            loss = self.model.loss(X[idx], y[idx], validate=False)
+            loss = self.criterion(self.model(X[idx]), y[idx])
             loss.backward()
             if config.clip_grad_norm is not None:
                 norm = torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm)
@@ -355,11 +189,11 @@ class TorchBackend:
         return float(total) / len(order)
 
     def evaluate(self, X, y) -> tuple[float, float]:
-        return evaluate_torch(self.model, X, y)
+        return evaluate_torch(self.model, self.criterion, X, y)
 
     def probe(self, X, y) -> list[dict]:
-        with batch_statistics(self.model, self.model.buffers()):
-            return probe_torch(self.model, X, y)
+        with diagnostics.batch_statistics(self.model, self.model.buffers()):
+            return diagnostics.probe_torch(self.model, self.criterion, self.points, X, y)
 
     def end_epoch(self) -> float:
         if self.scheduler:
@@ -393,36 +227,16 @@ def split_to_torch(split, dtype, device) -> tuple:
     return X, torch.from_numpy(split.labels).to(device)
 
 
-def evaluate_torch(model, X, y) -> tuple[float, float]:
-    """Batch-mean loss and accuracy of a ``torch_ref.MLP`` on a whole split (prepared by ``split_to_torch``), in eval mode."""
+def evaluate_torch(model, criterion, X, y) -> tuple[float, float]:
+    """Batch-mean loss and accuracy of a torch network on a whole split (prepared by ``split_to_torch``), in eval mode."""
     import torch
 
     model.eval()
     with torch.no_grad():
-        loss = model.loss(X, y, validate=False)
-        accuracy = (model(X, validate=False).argmax(dim=1) == y).to(X.dtype).mean()
+        z = model(X)
+        loss = criterion(z, y)
+        accuracy = (criterion.output(z).argmax(dim=1) == y).to(X.dtype).mean()
     return float(loss), float(accuracy)
-
-
-def probe_torch(model, X, y) -> list[dict]:
-    """Per-layer diagnostics of a ``torch_ref.MLP``; f'(z) comes from autograd on PyTorch's own modules."""
-    import torch
-
-    weights = [layer.weight for layer in model.layers]
-    grads = torch.autograd.grad(model.loss(X, y, validate=False), weights)
-    with torch.no_grad():
-        zs = model.pre_activations(X)
-    rows = []
-    for l, z in enumerate(zs):
-        is_output = l == len(zs) - 1
-        act = model.out_act if is_output else model.act
-        name = model.spec["output_activation"] if is_output else model.spec["activation"]
-        z = z.detach().requires_grad_(True)
-        a = act(z)
-        (derivative,) = torch.autograd.grad(a.sum(), z)
-        rows.append(layer_stats(derivative.cpu().numpy(), a.detach().cpu().numpy(), float(grads[l].norm()),
-                                ACTIVATIONS[name]))
-    return rows
 
 
 def make_backend(config: RunConfig, device: str = "auto"):
@@ -520,10 +334,3 @@ def train(config: RunConfig, data: MNIST, device: str = "auto", progress: bool =
 
     test = backend.evaluate(*backend.prepare(data.test)) if record.status == "ok" else (math.nan, math.nan)
     return record.finish(test, backend.device, start)
-
-
-def run_columns(config: RunConfig) -> dict:
-    """The config as flat CSV columns (layer sizes as ``784-128-10``)."""
-    row = dataclasses.asdict(config)
-    row["layer_sizes"] = "-".join(map(str, config.layer_sizes))
-    return row

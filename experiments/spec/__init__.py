@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.errors import UserError
-from experiments.runs.training import RunConfig
+from experiments.config import RunConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -155,8 +155,8 @@ def kind_of(name: str) -> str:
     """The TOML kind a RunConfig field takes, read from its annotation: sizes, str, float, int, bool
     (``X | None`` means the field may also be left out, which is how TOML says None)."""
     annotation = str(FIELDS[name].type).replace(" ", "").replace("|None", "")
-    return {"tuple": "sizes", "str": "str", "float": "float", "int": "int", "bool": "bool"}.get(annotation,
-                                                                                                annotation)
+    return {"tuple": "sizes", "tuple[str,...]": "layers", "str": "str", "float": "float", "int": "int",
+            "bool": "bool"}.get(annotation, annotation)
 
 
 def check_value(lines: Lines, path: str, name: str, value):
@@ -167,6 +167,11 @@ def check_value(lines: Lines, path: str, name: str, value):
                                                      for v in value):
             return tuple(value)
         fail(lines, path, f"expected a list of layer sizes such as [784, 128, 10], got {value!r}")
+    if kind == "layers":
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        fail(lines, path, f"expected a list of layer strings such as [\"linear 128\", \"relu\", \"linear 10\"], got "
+                          f"{value!r}")
     if kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
@@ -175,7 +180,7 @@ def check_value(lines: Lines, path: str, name: str, value):
         return value
     if kind == "str" and isinstance(value, str):
         return value
-    if kind not in ("sizes", "float", "int", "bool", "str"):  # a field type this loader does not know
+    if kind not in ("sizes", "layers", "float", "int", "bool", "str"):  # a field type this loader does not know
         return value
     expected = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "a string"}[kind]
     fail(lines, path, f"expected {expected}, got {value!r}")
@@ -443,6 +448,8 @@ def value_label(key: str, value) -> str:
     """How a grid value reads in the report: layer sizes as ``2 hidden (784-128-128-10)``, others as is."""
     if key == "layer_sizes":
         return depth_label(value)
+    if key == "layers":
+        return ", ".join(value)
     if isinstance(value, float):
         return f"{value:g}"
     return str(value).lower() if isinstance(value, bool) else str(value)

@@ -20,8 +20,8 @@ for pandas, the reports and git: written at the end of ``train_pending`` and whe
 (``report``) — not per run, so a study's bookkeeping stays linear in its runs. A CSV export that was deleted
 or damaged since is rebuilt from the database the next time the folder is opened.
 
-A folder with CSV files and no ``study.db`` (the committed results, a study from before the database) is
-still read: ``load`` checks each file (an empty file, a line with too few or too many fields, a missing
+A folder with CSV files and no ``study.db`` (the studies under ``results/`` as committed to git) is also
+read: ``load`` checks each file (an empty file, a line with too few or too many fields, a missing
 column, a missing ``runs.csv`` beside its epochs are ``StoreError``s naming the file and line), and a run
 whose epoch or layer rows are incomplete counts as not finished. Opening such a folder with ``Store`` to add
 runs imports its CSV files into a new ``study.db`` first.
@@ -45,7 +45,7 @@ import pandas as pd
 
 from experiments.errors import UserError
 from experiments.files import write_csv
-from experiments.runs.training import RunResult
+from experiments.config import RunResult
 
 DB_NAME = "study.db"
 RUN_TABLES = ("runs", "epochs", "layers")

@@ -9,13 +9,16 @@ A network can also be written as data (``manual.nn.arch``): ``manual.nn.build(["
 """
 from manual.nn.activation import (ELU, GELU, Activation, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh)
 from manual.nn.arch import build, expand
+from manual.nn.conv import AvgPool2d, BatchNorm2d, Conv2d, MaxPool2d
 from manual.nn.init import manual_seed
 from manual.nn.linear import Linear
 from manual.nn.loss import loss_and_grads, loss_value
 from manual.nn.module import Module, ModuleList, Sequential
 from manual.nn.norm import BatchNorm1d
+from manual.nn.recurrent import GRU, LSTM, RNN, LastStep
 from manual.nn.shape import Flatten, Unflatten
 
-__all__ = ["Module", "Sequential", "ModuleList", "Linear", "BatchNorm1d", "Flatten", "Unflatten", "Activation",
-           "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU", "GELU", "Softplus", "Identity", "build", "expand",
-           "loss_and_grads", "loss_value", "manual_seed"]
+__all__ = ["Module", "Sequential", "ModuleList", "Linear", "BatchNorm1d", "Conv2d", "MaxPool2d", "AvgPool2d",
+           "BatchNorm2d", "Flatten", "Unflatten", "Activation",
+           "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "SiLU", "GELU", "Softplus", "Identity", "RNN", "LSTM", "GRU",
+           "LastStep", "build", "expand", "loss_and_grads", "loss_value", "manual_seed"]

@@ -18,6 +18,7 @@ order; ``torch_ref.build`` mirrors that very network, so both backends start fro
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Callable, NamedTuple
 
@@ -26,9 +27,11 @@ import numpy as np
 from manual.activations import ACTIVATIONS
 from manual.init import INITS
 from manual.nn.activation import activation_module
+from manual.nn.conv import BatchNorm2d, make_avgpool, make_conv, make_maxpool
 from manual.nn.linear import Linear
 from manual.nn.module import Sequential
 from manual.nn.norm import BatchNorm1d
+from manual.nn.recurrent import GRU, LSTM, RNN, LastStep
 from manual.nn.shape import Flatten, Unflatten
 
 ACTIVATION = "activation"  # the placeholder for the run's activation
@@ -58,7 +61,22 @@ def _linear(shape, out_features, bias=True):
 def _batchnorm(shape):
     if len(shape) == 1:
         return BatchNorm1d(shape[0])
-    raise ValueError(f"batch normalisation of (features,) inputs is BatchNorm1d; gets shape {shape}")
+    if len(shape) == 3:  # (channels, height, width): per-channel statistics over the batch and the image
+        return BatchNorm2d(shape[0])
+    raise ValueError(f"batch normalisation takes (features,) inputs (BatchNorm1d) or (channels, height, width) "
+                     f"images (BatchNorm2d); gets shape {shape}")
+
+
+def _recurrent(cls):
+    """The maker of a recurrent kind: input_size from a (time steps, features) shape, the options passed on."""
+    def make(shape, hidden_size, **options):
+        if len(shape) != 2:
+            side = math.isqrt(shape[0]) if len(shape) == 1 else 0  # a square image read row by row: side × side
+            sizes = f"{side} {side}" if side > 0 and side * side == shape[0] else "T F"
+            raise ValueError(f"a recurrent layer takes (time steps, features) per example, gets shape {shape}: put "
+                             f"'unflatten {sizes}' before it")
+        return cls(shape[1], hidden_size, **options)
+    return make
 
 
 # kind → how to make it. Layers of other modules add themselves here (conv, pooling, recurrent).
@@ -68,6 +86,15 @@ KINDS: dict[str, Kind] = {
     "flatten": Kind(lambda shape: Flatten(), "flatten: nn.Flatten(), (B, d1, d2, …) → (B, d1·d2·…)"),
     "unflatten": Kind(lambda shape, *sizes: Unflatten(sizes),
                       "unflatten D1 [D2 …]: nn.Unflatten(1, (D1, D2, …)), e.g. 'unflatten 1 28 28' for an image"),
+    "conv": Kind(make_conv, "conv OUT KERNEL [stride=S] [padding=P] [bias=false]: nn.Conv2d(C inferred, OUT, KERNEL) "
+                            "on (C, H, W) images; KERNEL, S, P an integer or HxW such as 5x3"),
+    "maxpool": Kind(make_maxpool, "maxpool K [stride=S] [padding=P]: nn.MaxPool2d(K, S (default K), P)"),
+    "avgpool": Kind(make_avgpool, "avgpool K [stride=S]: nn.AvgPool2d(K, S (default K))"),
+    "rnn": Kind(_recurrent(RNN), "rnn HIDDEN [nonlinearity=relu] [num_layers=N]: nn.RNN(F inferred, HIDDEN) on "
+                                 "(T, F) per example, output (T, HIDDEN)"),
+    "lstm": Kind(_recurrent(LSTM), "lstm HIDDEN [num_layers=N]: nn.LSTM(F inferred, HIDDEN), output (T, HIDDEN)"),
+    "gru": Kind(_recurrent(GRU), "gru HIDDEN [num_layers=N]: nn.GRU(F inferred, HIDDEN), output (T, HIDDEN)"),
+    "last": Kind(lambda shape: LastStep(), "last: the last time step of a recurrent layer's output, (T, H) → (H,)"),
 }
 
 

@@ -1,0 +1,250 @@
+"""``manual.nn`` against ``torch.nn``: state-dict keys and shapes, exchange both ways, every module's backward, the
+architecture as data built identically by both backends, and the committed results' run keys unchanged."""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import manual
+import manual.nn as mnn
+import torch_ref
+from manual.losses import Loss, cross_entropy
+from manual.nn.activation import CLASSES
+
+from experiments.config import RunConfig
+from experiments.data import MNIST, Split, load_mnist
+from experiments.gradcheck.modules import check_modules
+from experiments.runs import stacked, training
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_the_issues_example_has_torchs_keys_and_shapes():
+    model = mnn.Sequential(mnn.Linear(4, 3), mnn.ReLU(), mnn.Linear(3, 2))
+    theirs = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert {k: v.shape for k, v in model.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+
+
+def every_layer_type() -> mnn.Sequential:
+    """Every module of this part of manual.nn in one network: (B, 12) → 4 classes."""
+    acts = [cls() for cls in CLASSES.values()]
+    return mnn.Sequential(mnn.Unflatten((3, 4)), mnn.Flatten(), mnn.Linear(12, 6, bias=False), mnn.BatchNorm1d(6),
+                          *acts, mnn.Linear(6, 4))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_keys_shapes_and_values_move_both_ways_exactly(dtype):
+    model = every_layer_type().to(dtype)
+    twin = torch_ref.mirror(model)
+    assert [type(m).__name__ for m in twin] == ["Unflatten", "Flatten", "Linear", "BatchNorm1d", "Sigmoid", "Tanh",
+                                                "ReLU", "LeakyReLU", "ELU", "SiLU", "GELU", "Softplus", "Identity",
+                                                "Linear"]
+    theirs = twin.state_dict()
+    assert list(theirs) == list(model.state_dict())
+    for k, v in model.state_dict().items():
+        assert theirs[k].numpy().dtype == v.dtype and np.array_equal(theirs[k].numpy(), v), k
+    with torch.no_grad():  # torch → manual: new values arrive bit for bit
+        for p in twin.parameters():
+            p.add_(torch.rand_like(p))
+        twin[3].running_var.mul_(2.5)
+        twin[3].num_batches_tracked.add_(7)
+    model.load_state_dict(torch_ref.to_numpy_state(twin.state_dict()))
+    for k, v in twin.state_dict().items():
+        assert np.array_equal(model.state_dict()[k], v.numpy()), k
+    assert model.state_dict()["3.num_batches_tracked"].dtype == np.int64
+
+
+def test_outputs_and_every_gradient_agree_with_autograd_to_float64_rounding():
+    model = every_layer_type()
+    twin = torch_ref.mirror(model)
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((7, 12)), rng.integers(0, 4, 7)
+    for loss in ("cross_entropy", "mse"):
+        value, grads = mnn.loss_and_grads(model, X, y, loss)
+        twin.zero_grad()
+        theirs = torch_ref.Criterion(loss)(twin(torch.from_numpy(X)), torch.from_numpy(y))
+        theirs.backward()
+        assert value == pytest.approx(theirs.item(), rel=1e-13)
+        for k, p in twin.named_parameters():
+            scale = max(np.abs(grads[k]).max(), 1e-300)
+            assert np.abs(grads[k] - p.grad.numpy()).max() <= 1e-11 * scale, k
+
+
+def test_every_modules_backward_passes_finite_differences_and_autograd_element_by_element():
+    model = every_layer_type()
+    X = np.random.default_rng(2).standard_normal((5, 12)) + 0.5  # clear of ReLU's kink with this seed
+    checks = check_modules(model, X)
+    assert len(checks) == len(model)
+    for check in checks:
+        assert check.report.passed, str(check.report)
+
+
+def test_a_wrong_backward_is_located_element_by_element():
+    class BrokenLinear(mnn.Linear):
+        def backward(self, dout, input_grad=True):
+            dx = super().backward(dout, input_grad)
+            self.grads["weight"] = self.grads["weight"].copy()
+            self.grads["weight"][1, 2] *= 1.5  # one wrong element
+            return dx
+
+    model = mnn.Sequential(BrokenLinear(3, 2))
+    (check,) = check_modules(model, np.random.default_rng(0).standard_normal((4, 3)))
+    assert not check.report.passed
+    failures = check.report.failures
+    assert set(failures["input"]) == {"weight"} and {tuple(i) for i in failures["index"]} == {(1, 2)}
+    assert "weight[1, 2]" in str(check.report)
+
+
+def test_the_short_form_builds_the_very_network_manual_mlp_builds():
+    for batch_norm in (False, True):
+        mlp = manual.MLP([6, 5, 4, 3], "tanh", "cross_entropy", "xavier", seed=4, batch_norm=batch_norm)
+        model = mnn.build(mnn.expand([6, 5, 4, 3], "tanh", batch_norm), 6, init="xavier", seed=4)
+        linears = [m for m in model if isinstance(m, mnn.Linear)]
+        for i, linear in enumerate(linears):
+            assert np.array_equal(linear.weight, mlp.params[f"layers.{i}.weight"])
+        X, y = np.random.default_rng(0).standard_normal((5, 6)), np.array([0, 1, 2, 1, 0])
+        assert mnn.loss_and_grads(model, X, y, "cross_entropy")[0] == mlp.loss_and_grads(X, y)[0]
+
+
+def test_both_backends_build_the_same_network_from_data():
+    layers = ["unflatten 2 3", "flatten", "linear 5", "activation", "linear 4 bias=false", "batchnorm", "gelu",
+              "linear 3"]
+    for dtype in ("float32", "float64"):
+        mine = mnn.build(layers, 6, activation="elu", init="he", seed=3, dtype=dtype)
+        theirs = torch_ref.build(layers, 6, activation="elu", init="he", seed=3, dtype=dtype)
+        assert list(mine.state_dict()) == list(theirs.state_dict())
+        for k, v in theirs.state_dict().items():
+            assert np.array_equal(v.numpy(), mine.state_dict()[k]), k
+        assert isinstance(theirs[3], nn.ELU) and isinstance(theirs[6], nn.GELU)
+
+
+@pytest.mark.parametrize("layers, message", [
+    (["linear 5", "conv2d 3"], "layers[1] 'conv2d 3': unknown layer kind 'conv2d'"),
+    (["unflatten 2 3", "linear 5"], "layers[1] 'linear 5': a linear layer takes a flat vector of features, gets "
+                                    "shape (2, 3): put 'flatten' before it"),
+    (["linear 5", "relu 3"], "layers[1] 'relu 3': an activation takes no arguments"),
+    (["linear 5 bias=false 3"], "layers[0] 'linear 5 bias=false 3': positional argument '3' after an option"),
+    (["unflatten 4 2"], "layers[0] 'unflatten 4 2': needs 8 features per example to make (4, 2), gets shape (6,)"),
+    ("linear 5", "layers must be a non-empty list of layer strings"),
+])
+def test_a_bad_architecture_is_one_line_naming_the_layer(layers, message):
+    with pytest.raises(ValueError) as error:
+        mnn.build(layers, 6)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_run_configs_describe_a_network_as_data():
+    config = RunConfig(layers=["linear 32", "activation", "linear 10"], activation="tanh")
+    assert config.architecture() == ("linear 32", "activation", "linear 10")
+    assert RunConfig().architecture() == ("linear 128", "activation", "linear 128", "activation", "linear 10")
+    assert RunConfig(batch_norm=True, layer_sizes=(784, 8, 10)).architecture() == \
+        ("linear 8 bias=false", "batchnorm", "activation", "linear 10")
+    assert config.key() != dataclasses.replace(config, layers=("linear 33", "activation", "linear 10")).key()
+    for bad, message in [(dict(layers=["linear 32", "relu"]), "layers end in shape (32,) per image; MNIST needs 10"),
+                         (dict(layers=["linear 10"], batch_norm=True), "batch_norm belongs to the short form"),
+                         (dict(layers=["linear 10"], layer_sizes=(784, 5, 10)), "give layers or layer_sizes"),
+                         (dict(layers=["batchnorm", "linear 10"], batch_size=1), "batch_norm with batch_size 1")]:
+        with pytest.raises(ValueError) as error:
+            RunConfig(**bad)
+        assert str(error.value).startswith(message)
+
+
+def config_of(row: pd.Series) -> RunConfig:
+    """The RunConfig a runs.csv row was trained from (``run_columns`` read back)."""
+    values = {}
+    for f in dataclasses.fields(RunConfig):
+        if f.name not in row or (isinstance(row[f.name], float) and math.isnan(row[f.name])):
+            continue
+        value = row[f.name]
+        if f.name == "layer_sizes":
+            value = tuple(int(n) for n in str(value).split("-"))
+        elif f.name == "layers":
+            value = tuple(value.split(" | "))
+        elif isinstance(value, (np.integer, np.floating, np.bool_)):
+            value = value.item()
+        values[f.name] = value
+    return RunConfig(**values)
+
+
+def test_the_committed_runs_keep_their_keys():
+    from experiments.plugins import load_plugins
+
+    load_plugins(["examples/mish.py"])  # the plug-in study's activation
+    files = glob.glob("results/*/runs.csv")
+    assert len(files) >= 5
+    checked = 0
+    for path in files:
+        runs = pd.read_csv(path)
+        for _, row in runs.iterrows():
+            assert config_of(row).key() == row["key"], (path, row["key"])
+            checked += 1
+    assert checked > 800
+
+
+# ------------------------------------------------------------------------ the committed numbers, reproduced
+def test_a_committed_manual_run_is_reproduced_to_the_last_digit():
+    """The backends study's manual seed-0 run (float64, 3 epochs on 50,000 images), retrained by the module system."""
+    runs, epochs = pd.read_csv("results/backends/runs.csv"), pd.read_csv("results/backends/epochs.csv")
+    row = runs[(runs.backend == "manual") & (runs.seed == 0)].iloc[0]
+    config = config_of(row)
+    result = training.train(config, load_mnist())
+    want = epochs[epochs.key == row["key"]].sort_values("epoch")
+    got = pd.DataFrame(result.epochs)
+    for column in ("train_loss", "val_loss", "val_acc"):
+        np.testing.assert_allclose(got[column], want[column], rtol=1e-15, atol=0)
+    assert result.run["test_acc"] == row["test_acc"]
+
+
+# ------------------------------------------------------------------------ stacked = one by one, plug-ins included
+def twice_cross_entropy(z, y, output, a=None):
+    loss, dz = cross_entropy(z, y, output, a)
+    return 2 * loss, 2 * dz
+
+
+TWICE = Loss("twice_ce", twice_cross_entropy,
+             torch_fn=lambda out, y: 2 * torch.nn.functional.cross_entropy(out, y), output_activation="identity")
+
+
+@pytest.fixture(scope="module")
+def small():
+    full = load_mnist(train_subset=1000)
+    return MNIST(full.train, *(Split(s.images[:1000], s.labels[:1000]) for s in (full.val, full.test)))
+
+
+def test_a_stacked_plug_in_loss_trains_what_the_same_runs_train_one_by_one(small, clean_registries):
+    from manual.losses import register_loss
+
+    register_loss(TWICE)
+    base = RunConfig((784, 32, 10), "relu", "twice_ce", "he", "SGD", 0.05, momentum=0.9, batch_size=50, epochs=2,
+                     dtype="float32", train_subset=1000)
+    configs = [dataclasses.replace(base, seed=s) for s in (0, 1, 2)]
+    assert stacked.should_stack(base, "cpu")
+    together = stacked.train_stacked(configs, small, "cpu")
+    for config, result in zip(configs, together):
+        alone = training.train(config, small, "cpu")
+        assert result.run["test_acc"] == pytest.approx(alone.run["test_acc"], abs=2e-3)  # float32 noise
+        assert result.run["final_train_loss"] == pytest.approx(alone.run["final_train_loss"], rel=1e-4)
+        assert alone.run["test_acc"] > 0.7  # it learned: a plug-in loss trained as squared error stays near 10%
+
+
+@pytest.mark.parametrize("activation", list(manual.activations.BUILTINS))
+def test_stacked_runs_of_every_activation_equal_their_single_runs(small, activation):
+    base = RunConfig(layers=("linear 16", "activation", "linear 10"), activation=activation, loss="mse",
+                     init="xavier", optimizer="SGD", lr=0.5, batch_size=100, epochs=1, dtype="float64",
+                     train_subset=1000)
+    configs = [dataclasses.replace(base, seed=s, lr=lr) for s, lr in ((0, 0.5), (1, 1.0))]
+    for config, result in zip(configs, stacked.train_stacked(configs, small, "cpu")):
+        alone = training.train(config, small, "cpu")
+        assert result.run["final_train_loss"] == pytest.approx(alone.run["final_train_loss"], rel=1e-10)
+        assert result.run["test_acc"] == alone.run["test_acc"]
+        for got, want in zip(result.layers, alone.layers):
+            assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-9)
