@@ -175,7 +175,7 @@ def config_of(row: pd.Series) -> RunConfig:
     return RunConfig(**values)
 
 
-def test_the_committed_runs_keep_their_keys():
+def test_the_committed_runs_keep_their_keys(clean_registries):
     from experiments.plugins import load_plugins
 
     load_plugins(["examples/mish.py"])  # the plug-in study's activation
