@@ -160,28 +160,17 @@ class BatchNorm2d(BatchNorm1d):
     ``nn.BatchNorm2d`` (``manual.conv.batchnorm2d_forward`` says why that is ``BatchNorm1d`` on (N·H·W, C) rows).
     The same parameters and buffers as ``BatchNorm1d``, under torch's names; eval mode uses the running estimates."""
 
-    def forward(self, x):
+    normalise, normalise_backward = staticmethod(conv.batchnorm2d_forward), staticmethod(conv.batchnorm2d_backward)
+
+    def check_input(self, x) -> None:
         check_batch(f"BatchNorm2d({self.num_features})", x, self.num_features)
         if self.training and x.shape[0] * x.shape[2] * x.shape[3] < 2:
             raise ValueError(f"BatchNorm2d in training mode needs more than one value per channel, got input shape "
                              f"{x.shape} (as torch): use a larger batch or image, or eval mode")
-        out, self.cache = conv.batchnorm2d_forward(
-            x, self.weight, self.bias, training=self.training, running_mean=self.running_mean,
-            running_var=self.running_var, num_batches_tracked=self.num_batches_tracked, momentum=self.momentum,
-            eps=self.eps)
-        return out
-
-    def backward(self, dout, input_grad=True):
-        grads = conv.batchnorm2d_backward(dout, self.cache)
-        self.grads = {"weight": grads["gamma"], "bias": grads["beta"]}
-        return grads["x"]
 
     def output_shape(self, input_shape):
         image_shape(f"BatchNorm2d({self.num_features})", input_shape, self.num_features)
         return tuple(input_shape)
-
-    def torch_spec(self):
-        return "BatchNorm2d", {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
 
 
 # ------------------------------------------------------------------------------ the architecture as data

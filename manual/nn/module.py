@@ -194,18 +194,15 @@ class Module:
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
 
 
-class Sequential(Module):
-    """Children named "0", "1", … applied in order, as ``torch.nn.Sequential``; backward runs them in reverse.
+class ModuleList(Module):
+    """Children named "0", "1", … held for their parameters (``torch.nn.ModuleList``); the owner decides the order."""
 
-    ``Sequential(Linear(4, 3), ReLU(), Linear(3, 2))`` has the state-dict keys ``0.weight``, ``0.bias``,
-    ``2.weight``, ``2.bias``, as ``torch.nn.Sequential`` of the same layers has.
-    """
-
-    def __init__(self, *modules: Module):
+    def __init__(self, modules=()):
         super().__init__()
         for i, module in enumerate(modules):
             if not isinstance(module, Module):
-                raise ValueError(f"Sequential takes manual.nn modules, got {type(module).__name__} at position {i}")
+                raise ValueError(f"{type(self).__name__} takes manual.nn modules, got {type(module).__name__} at "
+                                 f"position {i}")
             self.add_module(str(i), module)
 
     def __len__(self) -> int:
@@ -216,6 +213,20 @@ class Sequential(Module):
 
     def __iter__(self):
         return iter(self._modules.values())
+
+    def torch_spec(self):
+        return "ModuleList", {}
+
+
+class Sequential(ModuleList):
+    """Children named "0", "1", … applied in order, as ``torch.nn.Sequential``; backward runs them in reverse.
+
+    ``Sequential(Linear(4, 3), ReLU(), Linear(3, 2))`` has the state-dict keys ``0.weight``, ``0.bias``,
+    ``2.weight``, ``2.bias``, as ``torch.nn.Sequential`` of the same layers has.
+    """
+
+    def __init__(self, *modules: Module):
+        super().__init__(modules)
 
     def forward(self, x):
         for module in self._modules.values():
@@ -246,24 +257,3 @@ class Sequential(Module):
 
     def torch_spec(self):
         return "Sequential", {}
-
-
-class ModuleList(Module):
-    """Children named "0", "1", … held for their parameters (``torch.nn.ModuleList``); the owner decides the order."""
-
-    def __init__(self, modules=()):
-        super().__init__()
-        for i, module in enumerate(modules):
-            self.add_module(str(i), module)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __getitem__(self, i: int) -> Module:
-        return list(self._modules.values())[i]
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def torch_spec(self):
-        return "ModuleList", {}

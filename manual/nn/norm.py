@@ -27,18 +27,24 @@ class BatchNorm1d(Module):
         """γ = 1 and β = 0 whatever the initialiser (torch's), drawing nothing from ``rng``."""
         self.weight[...], self.bias[...] = 1, 0
 
-    def forward(self, x):
+    # the forward/backward pair that normalises (BatchNorm2d has its own: per channel of an image)
+    normalise, normalise_backward = staticmethod(layers.batchnorm_forward), staticmethod(layers.batchnorm_backward)
+
+    def check_input(self, x) -> None:
         if x.ndim != 2 or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm1d({self.num_features}) takes (batch, {self.num_features}) inputs, got "
                              f"shape {x.shape}")
-        out, self.cache = layers.batchnorm_forward(
+
+    def forward(self, x):
+        self.check_input(x)
+        out, self.cache = self.normalise(
             x, self.weight, self.bias, training=self.training, running_mean=self.running_mean,
             running_var=self.running_var, num_batches_tracked=self.num_batches_tracked, momentum=self.momentum,
             eps=self.eps)
         return out
 
     def backward(self, dout, input_grad=True):
-        grads = layers.batchnorm_backward(dout, self.cache)
+        grads = self.normalise_backward(dout, self.cache)
         self.grads = {"weight": grads["gamma"], "bias": grads["beta"]}
         return grads["x"]
 
@@ -48,7 +54,7 @@ class BatchNorm1d(Module):
         return tuple(input_shape)
 
     def torch_spec(self):
-        return "BatchNorm1d", {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+        return type(self).__name__, {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
 
     def extra_repr(self):
         return f"{self.num_features}"
