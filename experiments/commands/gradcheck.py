@@ -54,7 +54,8 @@ def report_rows(function: str, kind: str, report) -> tuple[dict, pd.DataFrame]:
     failures = report.failures.assign(function=function)
     if "index" in failures:
         failures["index"] = ["x".join(map(str, i)) if i else "()" for i in failures["index"]]
-    return row, failures.reindex(columns=FAILURE_COLUMNS)
+    extra = [c for c in failures.columns if c not in FAILURE_COLUMNS]  # e.g. a module check's ``autograd`` values
+    return row, failures.reindex(columns=[*FAILURE_COLUMNS, *extra])
 
 
 def write_function_tables(out: str, rows: list, failures: list) -> list[str]:
@@ -84,9 +85,6 @@ def run_layers(args) -> int:
     return 0 if passed == len(rows) else 1
 
 
-MODULE_COLUMNS = ("module", "name", "passed", "comparisons", "failures", "kinks", "problems")
-
-
 def run_architecture(args) -> int:
     """--arch: every module of the network on the input that reaches it (``check_modules``: finite differences and
     autograd, element by element), then the whole network's ∂E/∂θ for each loss (``check_model``)."""
@@ -103,33 +101,28 @@ def run_architecture(args) -> int:
     if len(n_classes) != 1:
         raise ValueError(f"the network ends in shape {n_classes} per example; a loss needs (classes,): end with a "
                          "linear layer")
-    X, _ = kink_free_model_batch(model, args.losses[0], shape, n_classes[0], args.batch, args.seed)
+    batches = {loss: kink_free_model_batch(model, loss, shape, n_classes[0], args.batch, args.seed)
+               for loss in args.losses}
     print(f"architecture: {' | '.join(args.arch)}; input {shape}, batch {args.batch}, {args.dtype}, init {args.init}, "
           f"seed {args.seed}")
     rows, failures = [], []
-    for check in check_modules(model, X, seed=args.seed):
+    for check in check_modules(model, batches[args.losses[0]][0], seed=args.seed):
         report = check.report
         kinks = f", {len(report.kinks)} at kinks" if len(report.kinks) else ""
         print(report if not report.passed else f"passed {check.name}: {check.module} ({report.checked} comparisons"
                                                f"{kinks})")
-        rows.append(dict(module=check.name, name=check.module, passed=report.passed, comparisons=report.checked,
-                         failures=len(report.failures), kinks=len(report.kinks), problems=" | ".join(report.problems)))
-        failures.append(report.failures.assign(function=f"{check.name}: {check.module}"))
+        row, fails = report_rows(f"{check.name}: {check.module}", "module", report)
+        rows.append(row)
+        failures.append(fails)
     grid = []
-    for loss in args.losses:
-        X, y = kink_free_model_batch(model, loss, shape, n_classes[0], args.batch, args.seed)
+    for loss, (X, y) in batches.items():
         for c in check_model(model, X, y, loss):
             passed = (not c.max_rel_err_autograd > args.tol) and c.max_rel_err_fd <= args.fd_tol
             grid.append(dict(loss=loss, **c._asdict(), passed=passed))
             if not passed:
                 print(f"FAILED {loss} {c.parameter}: rel err vs autograd {c.max_rel_err_autograd:.2e}, vs finite "
                       f"differences {c.max_rel_err_fd:.2e}")
-    paths = [os.path.join(args.out, name) for name in ("modules.csv", "failures.csv", "gradcheck.csv")]
-    write_csv(pd.DataFrame(rows, columns=MODULE_COLUMNS), paths[0])
-    table = pd.concat(failures, ignore_index=True) if failures else pd.DataFrame()
-    if "index" in table:
-        table["index"] = ["x".join(map(str, i)) if i else "()" for i in table["index"]]
-    write_csv(table, paths[1])
+    paths = write_function_tables(args.out, rows, failures) + [os.path.join(args.out, "gradcheck.csv")]
     params = pd.DataFrame(grid)
     write_csv(params.assign(shape=["x".join(map(str, s)) for s in params["shape"]]), paths[2])
     modules_ok, params_ok = sum(r["passed"] for r in rows), sum(r["passed"] for r in grid)

@@ -24,8 +24,8 @@ twin of a manual network, kink-free batches) are also what the test suite uses.
 """
 from __future__ import annotations
 
+import copy
 import itertools
-from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -144,26 +144,29 @@ def autograd_loss_and_grads(tnet: torch_ref.MLP, X, y) -> tuple[float, dict]:
     return loss.item(), {k: p.grad.detach().cpu().numpy() for k, p in tnet.named_parameters()}
 
 
-def _loss_with_entry(net: manual.MLP, p: np.ndarray, idx: tuple, X, y, value: float) -> float:
-    """net.loss(X, y) with the single entry p[idx] set to value (restored afterwards)."""
-    saved = p[idx]
-    p[idx] = value
-    try:
-        return net.loss(X, y)
-    finally:
-        p[idx] = saved
-
-
-def fd_grads(net: manual.MLP, X, y, h: float = FD_STEP) -> dict:
-    """∂E/∂θ by centred finite differences of ``net.loss``, every entry of every parameter, in float64."""
-    twin = float64_twin(net)
+def fd_grads_of(params: dict, loss) -> dict:
+    """∂loss/∂θ by ``centred_difference`` at ``FD_STEP``, every entry of every array of ``params``, each entry set in
+    place for ``loss()`` and restored afterwards."""
     grads = {}
-    for key, p in twin.params.items():
+    for key, p in params.items():
         g = np.empty_like(p)
         for idx in np.ndindex(p.shape):
-            g[idx] = centred_difference(partial(_loss_with_entry, twin, p, idx, X, y), p[idx], h)
+            def loss_at(value, idx=idx, p=p):
+                saved = p[idx]
+                p[idx] = value
+                try:
+                    return loss()
+                finally:
+                    p[idx] = saved
+            g[idx] = centred_difference(loss_at, p[idx])
         grads[key] = g
     return grads
+
+
+def fd_grads(net: manual.MLP, X, y) -> dict:
+    """∂E/∂θ by centred finite differences of ``net.loss``, every entry of every parameter, in float64."""
+    twin = float64_twin(net)
+    return fd_grads_of(twin.params, lambda: twin.loss(X, y))
 
 
 def kink_distance(net: manual.MLP, X) -> float:
@@ -238,10 +241,15 @@ def check_network(net: manual.MLP, X, y) -> list[ParamCheck]:
     """
     loss, grads = net.loss_and_grads(X, y)
     auto = autograd_loss_and_grads(torch_twin(net), X, y)[1] if has_torch_twin(net) else None
-    fd = fd_grads(net, X, y)
+    return param_checks(loss, grads, auto, fd_grads(net, X, y), net.dtype)
+
+
+def param_checks(loss: float, grads: dict, auto: dict | None, fd: dict, dtype) -> list[ParamCheck]:
+    """Each hand-written gradient tensor against autograd (NaN without it) and finite differences: max absolute and
+    relative errors, relative to the scales ``GRAD_FLOOR``, ``fd_floor`` and, in float32, ``FLOAT32_FLOOR`` allow."""
     nan = float("nan")
     largest = max(float(np.abs(g).max(initial=0.0)) for g in grads.values())
-    noise = FLOAT32_FLOOR * largest if net.dtype == np.float32 else 0.0
+    noise = FLOAT32_FLOOR * largest if dtype == np.float32 else 0.0
     floor, fd_scale = max(GRAD_FLOOR * largest, noise), max(fd_floor(loss), noise)
     return [ParamCheck(k, g.shape, nan if auto is None else max_abs_err(g, auto[k]),
                        nan if auto is None else max_rel_err(g, auto[k], floor),
@@ -254,19 +262,17 @@ def layer_sizes(depth: int, width: int) -> list[int]:
 
 
 # ------------------------------------------------------------------- any manual.nn network
-def model_kink_distance(model: manual.nn.Sequential, X, loss: str) -> float:
-    """How close any input of an activation module (or the output pre-activation, for the loss's output
-    activation) comes to a kink of that activation in ``X``'s forward pass."""
+def model_margins(model: manual.nn.Sequential, X, loss: str) -> tuple[float, float]:
+    """From one forward pass of ``X``: how close any input of an activation module (or the output pre-activation,
+    for the loss's output activation) comes to a kink of that activation, and the smallest batch variance of any
+    feature a batch-norm module normalises (inf without batch norm)."""
     steps = model.trace(X)
     points = [(module.activation, x) for _, module, x, _ in steps if isinstance(module, manual.nn.Activation)]
     points.append((manual.nn.loss.output_activation(loss), steps[-1][3]))
-    return min((float(np.abs(z - kink).min()) for act, z in points for kink in act.kinks), default=float("inf"))
-
-
-def model_bn_variance(model: manual.nn.Sequential, X) -> float:
-    """The smallest batch variance of any feature a batch-norm module normalises in ``X``'s forward pass."""
-    return min((float(x.reshape(len(x), -1).var(axis=0).min()) for _, module, x, _ in model.trace(X)
-                if isinstance(module, manual.nn.BatchNorm1d)), default=float("inf"))
+    kink = min((float(np.abs(z - k).min()) for act, z in points for k in act.kinks), default=float("inf"))
+    variance = min((float(x.reshape(len(x), -1).var(axis=0).min()) for _, module, x, _ in steps
+                    if isinstance(module, manual.nn.BatchNorm1d)), default=float("inf"))
+    return kink, variance
 
 
 def kink_free_model_batch(model: manual.nn.Sequential, loss: str, input_shape: tuple, n_classes: int, batch: int,
@@ -276,44 +282,32 @@ def kink_free_model_batch(model: manual.nn.Sequential, loss: str, input_shape: t
     for s in range(seed, seed + tries):
         rng = np.random.default_rng(s)
         X = rng.standard_normal((batch, *input_shape)).astype(model.dtype)
-        if model_kink_distance(model, X, loss) >= margin and model_bn_variance(model, X) >= BN_VARIANCE_MARGIN:
+        kink, variance = model_margins(model, X, loss)
+        if kink >= margin and variance >= BN_VARIANCE_MARGIN:
             return X, rng.integers(0, n_classes, size=batch)
     raise ValueError(f"no batch in {tries} tries keeps every pre-activation {margin} away from a kink (and every "
                      f"batch-normalised feature's variance above {BN_VARIANCE_MARGIN:g}); try another seed, init or "
                      "a larger --batch")
 
 
-def has_autograd_twin(model: manual.nn.Module, loss: str) -> bool:
-    """Whether torch_ref can mirror ``model`` and its loss: built-ins always, plug-ins only with a ``torch_fn``."""
+def autograd_grads(model: manual.nn.Sequential, X, y, loss: str) -> dict | None:
+    """∂E/∂θ by autograd of ``torch_ref.mirror(model)`` with ``torch_ref.Criterion(loss)``, keyed like the state
+    dict; None when the network or the loss has no torch twin (a plug-in without ``torch_fn``)."""
     try:
-        torch_ref.Criterion(loss)
-        torch_ref.mirror(model)
-        return True
+        criterion, twin = torch_ref.Criterion(loss), torch_ref.mirror(model)
     except ValueError:
-        return False
+        return None
+    criterion(twin(torch.from_numpy(X)), torch.from_numpy(np.asarray(y))).backward()
+    return {k: p.grad.numpy() for k, p in twin.named_parameters()}
 
 
 def check_model(model: manual.nn.Sequential, X, y, loss: str) -> list[ParamCheck]:
-    """∂E/∂θ of ``manual.nn.loss_and_grads`` against autograd of ``torch_ref.mirror(model)`` with
-    ``torch_ref.Criterion(loss)`` and against finite differences of the loss, one entry per parameter tensor
-    (autograd errors NaN when the network or loss has no torch twin)."""
-    from experiments.gradcheck.modules import fd_grads as model_fd_grads
-
+    """∂E/∂θ of ``manual.nn.loss_and_grads`` against ``autograd_grads`` and against finite differences of the loss
+    (on a float64 copy), one entry per parameter tensor (autograd errors NaN without a torch twin)."""
     value, grads = manual.nn.loss_and_grads(model, X, y, loss)
-    auto = None
-    if has_autograd_twin(model, loss):
-        twin = torch_ref.mirror(model)
-        twin.zero_grad()
-        torch_ref.Criterion(loss)(twin(torch.from_numpy(X)), torch.from_numpy(np.asarray(y))).backward()
-        auto = {k: p.grad.numpy() for k, p in twin.named_parameters()}
-    fd = model_fd_grads(model, X, y, loss, FD_STEP)
-    nan = float("nan")
-    largest = max(float(np.abs(g).max(initial=0.0)) for g in grads.values())
-    noise = FLOAT32_FLOOR * largest if model.dtype == np.float32 else 0.0
-    floor, fd_scale = max(GRAD_FLOOR * largest, noise), max(fd_floor(value), noise)
-    return [ParamCheck(k, g.shape, nan if auto is None else max_abs_err(g, auto[k]),
-                       nan if auto is None else max_rel_err(g, auto[k], floor),
-                       max_abs_err(g, fd[k]), max_rel_err(g, fd[k], fd_scale)) for k, g in grads.items()]
+    twin = copy.deepcopy(model).to(np.float64)
+    fd = fd_grads_of(twin.params, lambda: manual.nn.loss_value(twin, X, y, loss))
+    return param_checks(value, grads, autograd_grads(model, X, y, loss), fd, model.dtype)
 
 
 def run_grid(args) -> list[dict]:

@@ -6,7 +6,7 @@ its torch twin (``torch_ref.mirror`` of that one module), element by element, wi
 — each failing element named by its index, ``x[0, 1, 2, 3]`` or ``weight[5, 0, 4, 4]``, kinks (ReLU at 0, a
 max-pool window whose two largest inputs are nearly tied) reported, not counted as errors.
 
-``check_model(model, X, y, loss)`` checks the whole network's ∂E/∂θ from ``manual.nn.loss_and_grads`` against
+``experiments.gradcheck.check_model(model, X, y, loss)`` checks the whole network's ∂E/∂θ from ``manual.nn.loss_and_grads`` against
 autograd of the mirrored network with ``torch_ref.Criterion`` and against finite differences of the loss.
 """
 from __future__ import annotations
@@ -97,24 +97,3 @@ def check_modules(model: manual.nn.Sequential, X, *, seed: int = 0) -> list[Modu
         checks.append(ModuleCheck(name, repr(module), report))
         x = first_output(module.forward(x))
     return checks
-
-
-def fd_grads(model: manual.nn.Module, X, y, loss: str, h: float) -> dict:
-    """∂E/∂θ by fourth-order centred differences of ``manual.nn.loss_value``, every parameter entry, in float64."""
-    from experiments.gradcheck import centred_difference
-
-    model = copy.deepcopy(model).to(np.float64)
-    grads = {}
-    for key, p in model.params.items():
-        g = np.empty_like(p)
-        for idx in np.ndindex(p.shape):
-            def loss_at(value, idx=idx, p=p):
-                saved = p[idx]
-                p[idx] = value
-                try:
-                    return manual.nn.loss_value(model, X, y, loss)
-                finally:
-                    p[idx] = saved
-            g[idx] = centred_difference(loss_at, p[idx], h)
-        grads[key] = g
-    return grads
