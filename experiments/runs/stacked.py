@@ -113,9 +113,10 @@ class StackedModel:
 
     def __init__(self, configs: list[RunConfig], device: str):
         # one single network per config: its initial parameters, and the twin that evaluation copies into
-        self.twins = [torch_ref.mirror(training.build_manual(c), device) for c in configs]
+        nets = [training.build_manual(c) for c in configs]
+        self.twins = [torch_ref.mirror(net, device) for net in nets]
         self.criterion = torch_ref.Criterion(configs[0].loss)
-        self.points = diagnostics.probe_points(training.build_manual(configs[0]))
+        self.points = diagnostics.probe_points(nets[0])
         self.params = {name: torch.stack([dict(t.named_parameters())[name].detach() for t in self.twins])
                        .requires_grad_() for name, _ in self.twins[0].named_parameters()}
         model, criterion = self.twins[0], self.criterion
@@ -209,9 +210,9 @@ def check_stackable(configs: list[RunConfig]) -> None:
                          "train them one by one with training.train")
 
 
-def probe(net: StackedModel, i: int, X, y) -> list[dict]:
-    """Model ``i``'s per-layer diagnostics, measured on its twin as a single run's are."""
-    return diagnostics.probe_torch(net.unstacked(i), net.criterion, net.points, X, y)
+def probe(net: StackedModel, model, X, y) -> list[dict]:
+    """A model's per-layer diagnostics, measured on its twin (``net.unstacked``) as a single run's are."""
+    return diagnostics.probe_torch(model, net.criterion, net.points, X, y)
 
 
 def train_stacked(configs: list[RunConfig], data: MNIST, device: str = "auto",
@@ -226,10 +227,11 @@ def train_stacked(configs: list[RunConfig], data: MNIST, device: str = "auto",
     train_X, train_y = training.split_to_torch(data.train, dtype, trainer.device)
     val_X, val_y = training.split_to_torch(data.val, dtype, trainer.device)
     probe_X, probe_y = val_X[:PROBE_SIZE], val_y[:PROBE_SIZE]
-    records = [RunRecorder(c, training.evaluate_torch(net.unstacked(i), net.criterion, val_X, val_y)[0])
-               for i, c in enumerate(configs)]
-    for i, record in enumerate(records):
-        record.layers(0, probe(net, i, probe_X, probe_y))
+    records = []
+    for i, config in enumerate(configs):
+        model = net.unstacked(i)
+        records.append(RunRecorder(config, training.evaluate_torch(model, net.criterion, val_X, val_y)[0]))
+        records[-1].layers(0, probe(net, model, probe_X, probe_y))
     factor = 1.0
     epochs = tqdm(range(1, spec.epochs + 1), desc=f"{len(configs)} stacked {spec.activation} {spec.optimizer}",
                   unit="epoch", leave=False, disable=not progress)
@@ -250,13 +252,13 @@ def train_stacked(configs: list[RunConfig], data: MNIST, device: str = "auto",
             if not records[i].epoch(epoch, losses[i], lr, share, val):  # diverged: the one rule, in RunRecorder
                 trainer.freeze(i)
                 continue
-            records[i].layers(epoch, probe(net, i, probe_X, probe_y))
+            records[i].layers(epoch, probe(net, model, probe_X, probe_y))
         factor = trainer.end_epoch()
 
     test_X, test_y = training.split_to_torch(data.test, dtype, trainer.device)
     results = []
     for i, record in enumerate(records):
-        test = training.evaluate_torch(net.unstacked(i), net.criterion, test_X, test_y) if record.status == "ok" else (math.nan,
-                                                                                                          math.nan)
+        ok = record.status == "ok"
+        test = training.evaluate_torch(net.unstacked(i), net.criterion, test_X, test_y) if ok else (math.nan, math.nan)
         results.append(record.finish(test, trainer.device, start))
     return results
