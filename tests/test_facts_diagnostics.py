@@ -1,5 +1,5 @@
 """The diagnostics against numbers worked out by hand: dead and saturated fractions, gradient norms, activation
-statistics (``runs.training.layer_stats`` and the backends' probes), and the hidden-layer means of the report.
+statistics (``runs.diagnostics.layer_stats`` and the backends' probes), and the hidden-layer means of the report.
 
 Saturation is Glorot & Bengio's (2010): the fraction of (example, unit) pairs whose output lies in a flat tail
 (|tanh| > 0.97, σ within 0.03 of 0 or 1). A dead unit has f' = 0 on *every* probe example.
@@ -13,7 +13,8 @@ import pytest
 from manual.activations import ACTIVATIONS
 from experiments import report, store
 from experiments.report.study import is_hidden, layer_means
-from experiments.runs.training import ManualBackend, RunConfig, layer_stats, probe_torch
+from experiments.runs.diagnostics import layer_stats, probe_torch
+from experiments.runs.training import ManualBackend, RunConfig
 
 pytestmark = pytest.mark.facts  # absolute facts, stated by hand (tests/conftest.py)
 

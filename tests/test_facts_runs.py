@@ -16,7 +16,8 @@ import pytest
 
 from experiments.data import MNIST, Split
 from experiments.runs import training
-from experiments.runs.training import KEY_SCHEMA, ManualBackend, RunConfig, batch_order, run_columns, train
+from experiments.config import KEY_SCHEMA
+from experiments.runs.training import ManualBackend, RunConfig, batch_order, run_columns, train
 
 pytestmark = pytest.mark.facts  # absolute facts, stated by hand (tests/conftest.py)
 

@@ -115,15 +115,20 @@ def activation_twin(name: str) -> nn.Module:
     return mirror(manual.nn.activation.activation_module(name))
 
 
+def check_torch_loss(loss: str) -> None:
+    """Refuse a plug-in loss without ``torch_fn``: torch_ref cannot compute it (an unknown name lists the valid ones)."""
+    if loss not in BUILTIN_LOSSES and get_loss(loss).torch_fn is None:
+        raise ValueError(f"loss {loss!r} has no torch_fn, so torch_ref cannot compute it; give "
+                         f"Loss({loss!r}, fn, torch_fn=...) the same loss on tensors")
+
+
 class Criterion(nn.Module):
     """The loss at the top of a network, ``manual.nn.loss_and_grads``'s twin: the output activation (sigmoid for
     mse, identity for cross-entropy, unless named), then ``batch_loss``. ``criterion(z, y)``."""
 
     def __init__(self, loss: str = "cross_entropy", output: str | None = None):
         super().__init__()
-        if loss not in BUILTIN_LOSSES and get_loss(loss).torch_fn is None:
-            raise ValueError(f"loss {loss!r} has no torch_fn, so torch_ref cannot compute it; give "
-                             f"Loss({loss!r}, fn, torch_fn=...) the same loss on tensors")
+        check_torch_loss(loss)
         self.loss, self.output_name = loss, output_activation(loss, output).name
         self.output = activation_twin(self.output_name)
 

@@ -7,19 +7,16 @@ seeded NumPy generator), so the same seed gives both sides identical numbers.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from manual.init import init_params
 from manual.layers import check_training_batch
-from manual.losses import BUILTIN_LOSSES, DEFAULT_OUTPUT_ACTIVATION, get_loss
+from manual.losses import DEFAULT_OUTPUT_ACTIVATION
 from manual.network import check_inputs, check_labels, check_layer_sizes, check_state_dict
-from torch_ref.mirror import activation_twin, batch_loss, to_numpy_state, to_torch_state, torch_dtype  # noqa: F401
+from torch_ref.mirror import activation_twin, batch_loss, check_torch_loss, torch_dtype
 
-def activation_module(name: str) -> nn.Module:
-    """PyTorch's own module for a built-in; a plug-in's ``torch_fn`` (which it must have) otherwise."""
-    return activation_twin(name)
+activation_module = activation_twin  # PyTorch's own module for a built-in; a plug-in's torch_fn otherwise
 
 
 class MLP(nn.Module):
@@ -39,10 +36,7 @@ class MLP(nn.Module):
     def __init__(self, layer_sizes, activation="sigmoid", loss="mse", init="normal", seed=0,
                  dtype=torch.float64, output_activation=None, device=None, batch_norm: bool = False):
         super().__init__()
-        self.loss_fn = get_loss(loss).torch_fn  # a plug-in's; the built-ins are computed in ``loss``
-        if loss not in BUILTIN_LOSSES and self.loss_fn is None:
-            raise ValueError(f"loss {loss!r} has no torch_fn, so torch_ref cannot compute it; give "
-                             f"Loss({loss!r}, fn, torch_fn=...) the same loss on tensors")
+        check_torch_loss(loss)
         self.layer_sizes = check_layer_sizes(layer_sizes)
         self.spec = dict(layer_sizes=self.layer_sizes, activation=activation, loss=loss, init=init,
                          output_activation=output_activation or DEFAULT_OUTPUT_ACTIVATION[loss],

@@ -28,8 +28,10 @@ WARMUP = 10
 
 
 def architecture(config) -> tuple:
-    """What a step's time depends on: the network (its layers), backend, dtype, batch size and optimizer."""
-    return (config.architecture(), config.activation, config.backend, config.dtype, config.batch_size,
+    """What a step's time depends on: the network (its layers, or the short form's sizes and batch norm), backend,
+    dtype, batch size and optimizer."""
+    network = config.layers if config.layers is not None else (config.layer_sizes, config.batch_norm)
+    return (network, config.activation, config.backend, config.dtype, config.batch_size,
             config.optimizer, config.momentum > 0)
 
 
@@ -136,16 +138,12 @@ def describe(spec, result: dict) -> str:
     return "\n".join(lines)
 
 
-def network_text(layers) -> str:
-    """An MLP as its widths (784-128-128-10), any other network as its layers joined by " | "."""
-    widths = [784]
-    for layer in layers:
-        words = layer.split()
-        if words[0] == "linear" and len(words) == 2:
-            widths.append(int(words[1]))
-        elif words[0] == "linear" or words[0] in ("batchnorm", "unflatten", "flatten") or len(words) > 1:
-            return " | ".join(layers)
-    return "-".join(map(str, widths))
+def network_text(network) -> str:
+    """The short form as its widths (784-128-128-10, "with batch norm"), layers as they are written, joined by " | "."""
+    if isinstance(network[0], str):
+        return " | ".join(network)
+    sizes, batch_norm = network
+    return "-".join(map(str, sizes)) + (" with batch norm" if batch_norm else "")
 
 
 def format_seconds(seconds: float) -> str:

@@ -30,11 +30,9 @@ from manual.nn.loss import output_activation
 from manual.optim import lr_scheduler as manual_schedules
 from manual.optim.clip import CLIP_EPS, clip_grad_norm_, clip_grad_value_
 
-from experiments.config import (FLOAT_FIELDS, INT_FIELDS, KEY_SCHEMA, MNIST_CLASSES, MNIST_INPUT, SCHEDULES,  # noqa: F401
-                                RunConfig, RunResult, run_columns)
+from experiments.config import MNIST_CLASSES, MNIST_INPUT, RunConfig, RunResult, run_columns
 from experiments.data import MNIST
 from experiments.runs import diagnostics
-from experiments.runs.diagnostics import batch_statistics, layer_stats, probe_torch  # noqa: F401
 
 PROBE_SIZE = 1000  # validation images used for the per-layer diagnostics
 FUSED_ON_CPU = ("Adam", "AdamW")  # stepped by their fused kernel on the CPU (see make_torch_optimizer)
