@@ -218,6 +218,30 @@ class RunResult:
     layers: list = field(default_factory=list)
 
 
+def config_of(row) -> RunConfig:
+    """The ``RunConfig`` of a row of ``runs.csv`` (``run_columns`` read back); its key must be the row's key.
+
+    CSV and SQLite give a missing value as NaN or None and a whole number as a float or a numpy integer;
+    ``RunConfig`` makes numbers plain, so only the two joined columns and the missing values need undoing here.
+    """
+    values = {}
+    for f in dataclasses.fields(RunConfig):
+        value = row.get(f.name, f.default)
+        if isinstance(value, float) and math.isnan(value) or value is None:
+            value = None if f.default is None else f.default
+        elif f.name == "layer_sizes" and isinstance(value, str):
+            value = tuple(int(n) for n in value.split("-"))
+        elif f.name == "layers" and isinstance(value, str):
+            value = tuple(value.split(" | "))
+        elif isinstance(f.default, bool):
+            value = bool(value)
+        values[f.name] = value
+    config = RunConfig(**values)
+    if "key" in row and config.key() != row["key"]:
+        raise ValueError(f"the run {row['key']}'s columns give a config of another key ({config.key()})")
+    return config
+
+
 def run_columns(config: RunConfig) -> dict:
     """The config as flat CSV columns (layer sizes as ``784-128-10``, layers joined by `` | ``)."""
     row = dataclasses.asdict(config)

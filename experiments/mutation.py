@@ -79,7 +79,7 @@ EQUIVALENT, CUDA_ONLY = load_explained()
 
 # Plausible bugs in the numbers a study reports (initialisation, run keys, diagnostics, batch order, optimizers),
 # planted one at a time by ``--planted``: each must make a torch-free fact test fail.
-PLANTED_MARKERS = "facts and not torch"  # the tests --planted runs (pytest -m), from tests/test_facts_*.py
+PLANTED_MARKERS = "facts and not torch"  # the tests --planted runs (pytest -m), from tests/*/test_facts_*.py
 PLANTED = [
     ("He initialisation with fan-out", "manual/init.py", "np.sqrt(2.0 / fan_in)", "np.sqrt(2.0 / fan_out)"),
     ("run key ignores weight_decay", "experiments/config.py", "if getattr(self, f.name) != f.default}",
@@ -220,7 +220,7 @@ def killing_test(name: str) -> str:
     env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(ROOT / "mutants")}
     # the fast, pointed ones first (pytest keeps this order), so -x stops before any slow module fixture runs
     duration = durations_by_test()
-    tests = sorted(tests, key=lambda t: (not t.startswith("tests/test_facts_"), duration.get(t, math.inf), t))
+    tests = sorted(tests, key=lambda t: ("/test_facts_" not in t, duration.get(t, math.inf), t))
     out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
                          cwd=ROOT / "mutants", env=env, capture_output=True, text=True).stdout
     failed = re.findall(r"^FAILED (.+?)(?: - .*)?$", out, re.M)
@@ -238,7 +238,7 @@ def previous_rows() -> dict:
 def check_planted() -> list[tuple[str, str, list[str]]]:
     """Plant each bug of ``PLANTED`` in the working tree, run the torch-free fact tests (``PLANTED_MARKERS``),
     restore the file."""
-    facts = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("test_facts_*.py"))
+    facts = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("*/test_facts_*.py"))
     results = []
 
     def interrupted(*_):  # a SIGTERM (a killed run) unwinds through ``finally`` too: no bug left planted
@@ -346,7 +346,7 @@ def write_report(rows: list[dict], runs: list[dict], planted) -> None:
     if planted:
         lines += ["", "## Planted bugs, each caught by a torch-free test", "",
                   "Planted one at a time in the working tree by `python -m experiments.mutation --planted`, which "
-                  f"runs `tests/test_facts_*.py -m '{PLANTED_MARKERS}'` and restores the file.", ""]
+                  f"runs `tests/*/test_facts_*.py -m '{PLANTED_MARKERS}'` and restores the file.", ""]
         for what, where, failed in planted:
             lines.append(f"- **{what}** ({where}): " + (", ".join(f"`{t}`" for t in failed) if failed
                                                         else "**NOT CAUGHT**"))
@@ -374,7 +374,7 @@ def check_test_selection() -> None:
     """Warn when a fact test is missing from the tests mutmut runs (``pytest_add_cli_args_test_selection``)."""
     selection = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"].get(
         "pytest_add_cli_args_test_selection", [])
-    missing = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "tests").glob("test_facts_*.py"))
+    missing = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "tests").glob("*/test_facts_*.py"))
                if p.relative_to(ROOT).as_posix() not in selection and "tests/" not in selection]
     if missing:
         print(f"warning: mutmut will not run {', '.join(missing)}: add them to pytest_add_cli_args_test_selection "

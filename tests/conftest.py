@@ -1,12 +1,10 @@
-"""Fixtures and helpers shared by the test modules.
+"""Fixtures shared by the test modules (the helpers they import: ``tests/helpers.py``).
 
-Markers (``pyproject.toml``): ``facts`` on ``tests/test_facts_*.py``, absolute facts stated by hand; ``torch`` on
+Markers (``pyproject.toml``): ``facts`` on ``tests/*/test_facts_*.py``, absolute facts stated by hand; ``torch`` on
 every test that needs torch (a module that imports it or trains on the torch backend, or a single test of a facts
 module), so ``-m "facts and not torch"`` runs the torch-free facts; ``processes`` on tests that start real
 processes.
 """
-import warnings
-
 import pytest
 import torch
 import torchvision.datasets  # noqa: F401 - imported once at collection (experiments.data imports it on first
@@ -73,13 +71,3 @@ def mnist():
 def data(request, mnist):
     """The MNIST splits a module trains on: its ``MNIST_TRAIN`` training images (all when it sets none)."""
     return mnist(getattr(request.module, "MNIST_TRAIN", None))
-
-
-def message(call, *args, **kwargs) -> str:
-    """The whole message of the ValueError ``call(*args, **kwargs)`` raises (compared in full, not searched), with
-    every warning an error: a refusal comes before any computation that could warn."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(ValueError) as error:
-            call(*args, **kwargs)
-    return str(error.value)

@@ -38,9 +38,11 @@ def test_notebook_runs_top_to_bottom(notebook):
 
 def test_the_worked_solutions_pass_every_check_and_the_starter_code_does_not():
     solved, starter = run(SOLUTIONS), run(ROOT / "notebooks" / "03_exercises.py")
-    for name in ["affine", "relu", "softmax_cross_entropy", "batchnorm"]:
+    for name in ["affine", "relu", "softmax_cross_entropy", "batchnorm", "conv", "lstm"]:
         assert f"layer '{name}': passed" in solved.stdout
         assert f"layer '{name}': FAILED" in starter.stdout  # the starter code leaves the reader something to do
+    assert "YourLSTM (3, 4, batch_first=True): passed" in solved.stdout  # check_recurrent, through time
+    assert "YourLSTM (3, 4, batch_first=True): FAILED" in starter.stdout and "wrong from t = " in starter.stdout
     assert "not yet" not in solved.stdout
 
 

@@ -197,7 +197,7 @@ fork server started (it imports torch while the study does), torch imported, MNI
 into the store.{ray_note} "Results" compares each run's final losses and test
 accuracy with the sequential mode's: the unstacked modes must be identical; a stacked model does the same
 arithmetic in another order, so its float32 rounding differs in the last digits (stacked results are pinned to
-single ones in float64 by `tests/test_stacked.py`; at unstable learning rates such differences grow, which is
+single ones in float64 by `tests/experiments/test_stacked.py`; at unstable learning rates such differences grow, which is
 why the study keeps to stable ones).
 
 {md_table(['mode', 'device', 'workers', 'stacked', 'wall time', 'runs/min', 'vs sequential', 'results'], rows)}

@@ -98,7 +98,19 @@ def run(args) -> int:
         store.save("environment", environment(device, options))
         root = Path(args.data_dir)
         run_study(spec, lambda subset: load_mnist(root, subset), store, options)
+        keep_shown_models(store, args)
         return finish_study(store)
+
+
+def keep_shown_models(store, args) -> None:
+    """Train again and keep the runs whose report looks inside their network (``experiments.report.inside``)."""
+    from experiments.report.inside import shown_runs
+    from experiments.report.study import open_study
+    from experiments.runs.snapshots import keep_models
+
+    store.export()  # the study's tables on disk, as open_study reads them
+    keep_models(store.folder, shown_runs(open_study(store.folder)), args.data_dir,
+                workers=args.workers or default_workers(), progress=not args.no_progress)
 
 
 def check_before_work(args) -> None:

@@ -113,12 +113,22 @@ def groups_text(study: Study) -> str:
     return f"within each of the {len(study.groups)} groups"
 
 
+def unused_columns(runs: pd.DataFrame) -> set:
+    """The config columns no run's network reads: with ``layers`` on every run, the short form's ``layer_sizes``
+    and ``batch_norm``, and ``activation`` too when no layer list has the placeholder ``activation``."""
+    if "layers" not in runs.columns or not len(runs) or runs["layers"].isna().any():
+        return set()
+    placeholder = runs["layers"].map(lambda layers: "activation" in layers.split(" | ")).any()
+    return {"layer_sizes", "batch_norm"} | (set() if placeholder else {"activation"})
+
+
 def setup_text(study: Study) -> str:
     """The config columns shared by all runs, those that vary, and the procedure."""
     runs = study.tables.runs[study.tables.runs["key"].isin(study.tables.plan["key"])]
     shared, varying = [], []
+    unused = unused_columns(runs)
     for column in CONFIG_COLUMNS:
-        if column not in runs.columns:
+        if column not in runs.columns or column in unused:
             continue
         values = sorted((UNSET.get(column, "–") if pd.isna(v) else str(v) for v in pd.unique(runs[column])),
                         key=natural_key)
@@ -596,8 +606,21 @@ def findings(study: Study) -> list:
     table = comparisons(study)
     return (baseline_findings(study, summary, table) + ranking_findings(study, summary, table) +
             coincide_findings(curve_differences(study)) + diagnostic_findings(study, diagnostics(study)) +
-            clipping_findings(study, clipping(study)) + tuning_findings(study, tuning_edges(study)) +
-            divergence_findings(study))
+            time_findings(study) + clipping_findings(study, clipping(study)) +
+            tuning_findings(study, tuning_edges(study)) + divergence_findings(study))
+
+
+def time_findings(study: Study) -> list:
+    """The gradient over time of the recurrent arms shown inside (``inside.GRADIENT_TABLE``), when measured."""
+    from experiments.report.inside import GRADIENT_TABLE, first_to_last
+
+    path = study.folder / GRADIENT_TABLE
+    if not path.exists():
+        return []
+    ratios = first_to_last(pd.read_csv(path))
+    parts = [f"{arm} {row['initialisation']:.1e} → {row['trained']:.2g}" for arm, row in ratios.iterrows()]
+    return [f"Over time steps (recurrent layers, one run per arm): the gradient reaching the first step, "
+            f"‖∂E/∂h_1‖ / ‖∂E/∂h_T‖ at initialisation → after training: {and_list(parts)}."]
 
 
 def environment_table(study: Study) -> str:

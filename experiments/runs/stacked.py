@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 import torch_ref
+from manual.nn import arch
 
 from experiments.runs import diagnostics, training
 from experiments.data import MNIST
@@ -55,14 +56,21 @@ CPU_STACK_MAX_WORK = 8_000_000  # batch_size × multiply-adds of one example's f
 MAX_STACK = 16  # models per stack at most (the size the benchmark measured)
 
 
-def stackable(config: RunConfig) -> bool:
-    """Whether stacked training reproduces ``training.train`` for ``config``: not with batch norm or clipping.
+RECURRENT = ("rnn", "lstm", "gru")  # layer kinds (manual.nn.arch) whose torch modules torch.vmap cannot map
 
-    Batch-norm and clipped runs are never stacked; the executor trains them one by one. (Batch norm would
-    need per-model statistics and running estimates in the stacked forward pass, and clipping by norm a
-    per-model global norm where one backward pass yields all models' gradients at once.)
+
+def stackable(config: RunConfig) -> bool:
+    """Whether stacked training reproduces ``training.train`` for ``config``: not with batch norm, clipping or a
+    recurrent layer.
+
+    Those runs are never stacked; the executor trains them one by one. (Batch norm would need per-model
+    statistics and running estimates in the stacked forward pass, and clipping by norm a per-model global norm
+    where one backward pass yields all models' gradients at once; ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` run
+    fused kernels for which ``torch.vmap`` has no batching rule.)
     """
-    return not config.has_batch_norm and config.clip_grad_norm is None and config.clip_grad_value is None
+    recurrent = any(arch.parse(layer).kind in RECURRENT for layer in config.architecture())
+    return (not config.has_batch_norm and config.clip_grad_norm is None and config.clip_grad_value is None
+            and not recurrent)
 
 
 def stack_group_key(config: RunConfig) -> tuple:
@@ -97,7 +105,7 @@ def forward_macs(model, input_shape: tuple) -> int:
 def should_stack(config: RunConfig, device: str) -> bool:
     """The fixed rule: is ``config`` trained in a stack with its seed and lr siblings on ``device``?
 
-    Only the torch backend stacks, and never a config with batch normalisation or clipping. On CUDA every
+    Only the torch backend stacks, and never a config that is not ``stackable``. On CUDA every
     such config stacks; on the CPU those whose step is small enough that per-operation overhead, which a
     stack shares, outweighs arithmetic (``CPU_STACK_MAX_WORK``). A rule on the configuration, not a timing,
     so the same spec runs the same way on any machine under any load.
@@ -206,7 +214,7 @@ def check_stackable(configs: list[RunConfig]) -> None:
     if configs[0].backend != "torch":
         raise ValueError(f"stacked training is torch's; got backend {configs[0].backend!r}")
     if not all(stackable(c) for c in configs):
-        raise ValueError("batch-norm and clipped runs are never stacked (see stacked.stackable): "
+        raise ValueError("batch-norm, clipped and recurrent runs are never stacked (see stacked.stackable): "
                          "train them one by one with training.train")
 
 

@@ -109,6 +109,9 @@ class ManualBackend:
             return max_norm / (clip_grad_norm_(grads, max_norm) + CLIP_EPS) < 1  # the scale torch applies
         return clip_grad_value_(grads, clip_value) > clip_value
 
+    def state_dict(self) -> dict:
+        return self.net.state_dict()
+
     def evaluate(self, X, y) -> tuple[float, float]:
         """Batch-mean loss and accuracy on a whole split, in eval mode."""
         self.net.eval()
@@ -185,6 +188,11 @@ class TorchBackend:
         clipping = config.clip_grad_norm is not None or config.clip_grad_value is not None
         self.clip_frac = int(clipped) / max(steps, 1) if clipping else math.nan
         return float(total) / len(order)
+
+    def state_dict(self) -> dict:
+        from torch_ref.mirror import to_numpy_state
+
+        return to_numpy_state(self.model.state_dict())
 
     def evaluate(self, X, y) -> tuple[float, float]:
         return evaluate_torch(self.model, self.criterion, X, y)
@@ -304,6 +312,12 @@ class RunRecorder:
 
 def train(config: RunConfig, data: MNIST, device: str = "auto", progress: bool = False) -> RunResult:
     """Train one run and record it; a run whose loss diverges (``RunRecorder``) stops with status ``diverged``."""
+    return fit(config, data, device, progress)[0]
+
+
+def fit(config: RunConfig, data: MNIST, device: str = "auto", progress: bool = False) -> tuple:
+    """``train``, returning the trained network too: (``RunResult``, the trained parameters as NumPy arrays
+    under their state-dict keys)."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -331,4 +345,4 @@ def train(config: RunConfig, data: MNIST, device: str = "auto", progress: bool =
         epochs.set_postfix(loss=f"{train_loss:.4f}", val_acc=f"{val[1]:.4f}")
 
     test = backend.evaluate(*backend.prepare(data.test)) if record.status == "ok" else (math.nan, math.nan)
-    return record.finish(test, backend.device, start)
+    return record.finish(test, backend.device, start), backend.state_dict()
