@@ -140,6 +140,8 @@ def mutants_to_run(patterns: list[str], recheck: bool) -> list[str]:
     settled = {name for name, row in previous.items()  # on the same source: equivalent, killed, or CUDA-only
                if row.get("source_sha1") == source_hash(row["file"])
                and (row.get("verdict") in ("equivalent", "killed") or row.get("note", "").startswith("NOT KILLED ("))}
+    if patterns and not any(fnmatch.fnmatchcase(r["mutant"], p) for r in known for p in patterns):
+        return patterns  # modules new since the last run: mutmut generates their mutants and expands the patterns
     return [r["mutant"] for r in known if r["status"] in wanted and r["mutant"] not in settled
             and (not patterns or any(fnmatch.fnmatchcase(r["mutant"], p) for p in patterns))]
 
@@ -401,9 +403,9 @@ def main(argv=None) -> int:
         start, started = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M")
         stopped = run_mutmut(names, args.max_children, args.time_limit) if names or not args.patterns else False
         command = "python -m experiments.mutation " + shlex.join(argv if argv is not None else sys.argv[1:])
-        asked = set(names)
-        reached = sum(r["status"] != "not checked" for r in collect() if r["mutant"] in asked)
-        mutants = f"{reached} of {len(names)}" if names else "all"
+        asked = [r for r in collect() if any(fnmatch.fnmatchcase(r["mutant"], name) for name in names)]
+        reached = sum(r["status"] != "not checked" for r in asked)
+        mutants = f"{reached} of {len(asked)}" if names else "all"
         runs = recorded_runs()  # read now, not at the start: another run or an edit may have changed it
         runs.append({"command": command.strip(), "started": started,
                      "minutes": round((time.perf_counter() - start) / 60, 1),

@@ -305,6 +305,10 @@ def diagnostics(study: Study) -> pd.DataFrame:
     start, end = layer_means(study, "init"), layer_means(study, "end")
     activation = {} if "activation" not in study.final.columns else \
         study.final.groupby(["group", "arm"], sort=False)["activation"].first().to_dict()
+    if "layers" in study.final.columns:  # a layer list without the placeholder names its activations itself
+        for (group, arm), layers in study.final.groupby(["group", "arm"], sort=False)["layers"].first().items():
+            if isinstance(layers, str) and "activation" not in layers.split(" | "):
+                activation[(group, arm)] = None
     for (group, arm), init in start.groupby(["group", "arm"], sort=False):
         last = end[(end["group"] == group) & (end["arm"] == arm)]
         row = {"group": group, "arm": arm, "layers": len(init), "finished": bool(len(last)),
@@ -320,8 +324,9 @@ def diagnostics(study: Study) -> pd.DataFrame:
         recorded = not np.isnan(row["saturated_init"])
         dead = bool((init["dead_frac"][init["hidden"]].fillna(0) > 0).any() or
                     (last["dead_frac"][last["hidden"]].fillna(0) > 0).any())
+        dead_recorded = not np.isnan(row["dead_init"])
         row["inactive"] = inactive_measure(row["activation"], recorded, dead) if row["activation"] is not None \
-            else "saturated" if recorded else "dead"
+            else "saturated" if recorded else "dead" if dead_recorded else None
         rows.append(row)
     df = study_order(study, pd.DataFrame(rows))
     if len(df):
