@@ -12,6 +12,8 @@ images. A vanishing gradient over time is a curve that falls from the last step 
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -67,21 +69,35 @@ def gradient_over_time(net: manual.nn.Sequential, X: np.ndarray, y: np.ndarray, 
     return np.linalg.norm(per_image, axis=2).mean(axis=0)
 
 
-def gradient_table(study: Study, runs: pd.DataFrame, X, y) -> pd.DataFrame:
+class Shown(NamedTuple):
+    """A shown run with a kept model: its runs.csv row, its layer kinds and its trained network (float64)."""
+    row: dict
+    kinds: set
+    net: manual.nn.Sequential
+
+
+def kept_networks(study: Study) -> list:
+    """The shown runs that have a kept model, each model file read and its network built once."""
+    shown = []
+    for row in shown_runs(study).to_dict("records"):
+        state = load_model(study.folder, row["key"])
+        if state is not None:
+            shown.append(Shown(row, kinds(row), network(row, state)))
+    return shown
+
+
+def gradient_table(shown: list, X, y) -> pd.DataFrame:
     """Per shown recurrent run: ‖∂E_n/∂h_t‖ at initialisation and trained, one row per step (``GRADIENT_TABLE``)."""
     rows = []
-    for row in runs.to_dict("records"):
-        state = load_model(study.folder, row["key"])
-        if state is None or not kinds(row) & set(RECURRENT_KINDS):
-            continue
-        for when, net in (("initialisation", network(row)), ("trained", network(row, state))):
+    for row, _, trained in (s for s in shown if s.kinds & set(RECURRENT_KINDS)):
+        for when, net in (("initialisation", network(row)), ("trained", trained)):
             for t, value in enumerate(gradient_over_time(net, X, y, row["loss"]), start=1):
                 rows.append({"key": row["key"], "group": row["group"], "arm": row["arm"], "when": when, "t": t,
                              "grad_h_norm": value})
     return pd.DataFrame(rows)
 
 
-def first_conv_maps(net: manual.nn.Sequential, image: np.ndarray) -> list:
+def conv_maps(net: manual.nn.Sequential, image: np.ndarray) -> list:
     """Per convolutional layer, its feature maps for one image after the layer that follows it (the
     activation), (channels, H, W) each."""
     steps = net.trace(image[None])
@@ -92,21 +108,17 @@ def first_conv_maps(net: manual.nn.Sequential, image: np.ndarray) -> list:
     return maps
 
 
-def plot_filters(study: Study, runs: pd.DataFrame) -> str | None:
-    """The first convolutional layer's filters of each shown arm, one row per arm (input channel 0)."""
+def plot_filters(study: Study, shown: list) -> str:
+    """The first convolutional layer's filters of each shown arm (``shown``: convolutional ones), one row per arm
+    (input channel 0)."""
     from experiments.report.plots import save
 
-    nets = [(row, load_model(study.folder, row["key"])) for row in runs.to_dict("records")
-            if kinds(row) & set(CONV_KINDS)]
-    nets = [(row, state) for row, state in nets if state is not None]
-    if not nets:
-        return None
-    weights = [next(v for k, v in state.items() if k.endswith("weight") and v.ndim == 4) for _, state in nets]
+    weights = [next(m for _, m in s.net.named_modules() if isinstance(m, Conv2d)).weight for s in shown]
     n = max(w.shape[0] for w in weights)
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(nets), n, figsize=(1.1 * n + 1.2, 1.2 * len(nets) + 0.8), squeeze=False)
-    for r, ((row, _), w) in enumerate(zip(nets, weights)):
+    fig, axes = plt.subplots(len(shown), n, figsize=(1.1 * n + 1.2, 1.2 * len(shown) + 0.8), squeeze=False)
+    for r, (s, w) in enumerate(zip(shown, weights)):
         scale = np.abs(w).max()
         for c in range(n):
             ax = axes[r, c]
@@ -115,24 +127,18 @@ def plot_filters(study: Study, runs: pd.DataFrame) -> str | None:
                 ax.imshow(w[c, 0], cmap="RdBu_r", vmin=-scale, vmax=scale)
             else:
                 ax.axis("off")
-        axes[r, 0].set_ylabel(row["arm"], rotation=0, ha="right", va="center", fontsize=9)
+        axes[r, 0].set_ylabel(s.row["arm"], rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle("First-layer filters after training (red > 0 > blue, one colour scale per arm)", fontsize=10)
     plt.close(fig)
     return save(fig, study, "filters.png")
 
 
-def plot_feature_maps(study: Study, runs: pd.DataFrame, image: np.ndarray) -> str | None:
+def plot_feature_maps(study: Study, shown: list, image: np.ndarray) -> str:
     """One test image and the first ``MAPS_SHOWN`` feature maps of each convolutional layer (after its
-    activation), one row per shown arm."""
+    activation), one row per shown arm (``shown``: convolutional ones)."""
     from experiments.report.plots import save
 
-    rows = []
-    for row in runs.to_dict("records"):
-        state = load_model(study.folder, row["key"])
-        if state is not None and kinds(row) & set(CONV_KINDS):
-            rows.append((row, first_conv_maps(network(row, state), image)))
-    if not rows:
-        return None
+    rows = [(s.row, conv_maps(s.net, image)) for s in shown]
     import matplotlib.pyplot as plt
 
     n_cols = 1 + sum(min(MAPS_SHOWN, len(m)) for m in rows[0][1])
@@ -213,8 +219,8 @@ def kept_text(study: Study) -> str:
 
 def inside_parts(study: Study) -> list:
     """The report's section on the networks seen from inside ([] when no shown run has a kept model)."""
-    runs = shown_runs(study)
-    if not len(runs) or not any(load_model(study.folder, key) is not None for key in runs["key"]):
+    shown = kept_networks(study)
+    if not shown:
         return []
     from experiments.data import load_mnist
 
@@ -224,12 +230,13 @@ def inside_parts(study: Study) -> list:
              "code after the study (`python -m experiments study` does it; parameters in `models/`, their test "
              "accuracy in `models/models.csv`). The figures compute everything with `manual.nn` in float64.",
              kept_text(study)]
-    filters = plot_filters(study, runs)
-    if filters:
-        parts += [f"![first-layer filters]({filters})",
-                  f"![feature maps]({plot_feature_maps(study, runs, data.test.features(np.float64)[0])})"]
+    convolutional = [s for s in shown if s.kinds & set(CONV_KINDS)]
+    if convolutional:
+        image = data.test.features(np.float64)[0]
+        parts += [f"![first-layer filters]({plot_filters(study, convolutional)})",
+                  f"![feature maps]({plot_feature_maps(study, convolutional, image)})"]
     X, y = data.val.features(np.float64)[:PROBE_IMAGES], data.val.labels[:PROBE_IMAGES]
-    table = gradient_table(study, runs, X, y)
+    table = gradient_table(shown, X, y)
     if len(table):
         write_csv(table, study.folder / GRADIENT_TABLE)
         parts += ["### The gradient over time",
