@@ -21,7 +21,8 @@ from experiments.config import config_of
 from experiments.files import write_atomically, write_csv
 
 MODELS = "models"  # the folder, beside the study's CSV files
-TABLE = "models.csv"  # key, group, arm, seed, test accuracy of the study's run and of the retrained one
+TABLE = "models.csv"  # its columns: COLUMNS
+COLUMNS = ["key", "group", "arm", "seed", "study_test_acc", "retrained_test_acc"]
 
 
 def model_path(folder: Path | str, key: str) -> Path:
@@ -62,9 +63,6 @@ def kept_table(folder: Path | str) -> pd.DataFrame:
     """``models/models.csv``: one row per kept model (empty when there is none)."""
     path = Path(folder) / MODELS / TABLE
     return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
-
-
-COLUMNS = ["key", "group", "arm", "seed", "study_test_acc", "retrained_test_acc"]
 
 
 def keep_models(folder: Path | str, runs: pd.DataFrame, data_dir: str, workers: int = 1,
