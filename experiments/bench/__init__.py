@@ -419,8 +419,8 @@ def run_sweep(args, info: dict, bench_md: Path | None = None) -> int:
     workers = args.workers or os.cpu_count() or 1
     df = sweep.run_sweep(workers, args.quick, args.data_dir, cuda_available() and args.device != "cpu",
                          None if args.no_progress else lambda mode: print(f"sweep: {mode.name} ({mode.device}) done",
-                                                                          flush=True))
-    text = sweep.markdown(df, info)
+                                                                          flush=True), args.threads)
+    text = sweep.markdown(df, {**info, "threads": args.threads})
     paths = [write_csv(df, out / "sweep.csv"),
              write_atomically(out / "SWEEP.md", lambda tmp: tmp.write_text(f"# Parallel sweep\n\nProduced by "
                                                                           f"`{command_line(args)}`.\n\n{text}"))]

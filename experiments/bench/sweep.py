@@ -91,27 +91,31 @@ def compare(results: pd.DataFrame, reference: pd.DataFrame) -> dict:
 
 
 # A mode is timed in a fresh process from its first line, as a study command runs: the pool's fork server
-# started first (``experiments.execute`` imports no torch), then torch and this module imported, MNIST
-# loaded, the runs trained (``timed``). The row comes back as JSON on the last line of stdout.
+# started first (``experiments.execute`` imports no torch), then torch and this module imported, torch's threads
+# set as the study command's ``--threads`` sets them, MNIST loaded, the runs trained (``timed``). The row comes
+# back as JSON on the last line of stdout.
 CHILD = """
 import json, sys, time
 started = time.perf_counter()
 from experiments import execute
 job = json.loads(sys.argv[1])
 execute.start_pool_server(job["mode"]["executor"], job["mode"]["workers"])
+import torch
+torch.set_num_threads(job["threads"])
 from experiments.bench.sweep import Mode, timed
 print(json.dumps(timed(Mode(**job["mode"]), job["quick"], job["data_dir"], job["folder"], started)))
 """
 
 
-def measure(mode: Mode, quick: bool, data_dir, folder: Path, cuda: bool) -> dict:
-    """``mode``'s row, timed in a fresh Python process (``CHILD``) that trains the study into ``folder``."""
+def measure(mode: Mode, quick: bool, data_dir, folder: Path, cuda: bool, threads: int = 1) -> dict:
+    """``mode``'s row, timed in a fresh Python process (``CHILD``) that trains the study into ``folder`` with
+    ``threads`` torch threads (a study command's ``--threads``; its workers use one each)."""
     row = {"mode": mode.name, "device": mode.device, "executor": mode.executor, "workers": mode.workers,
            "stack": mode.stack, "runs": len(study(quick))}
     if mode.device == "cuda" and not cuda:
         return {**row, "status": NOT_MEASURED}
     job = json.dumps({"mode": dataclasses.asdict(mode), "quick": quick, "data_dir": str(data_dir),
-                      "folder": str(folder)})
+                      "folder": str(folder), "threads": threads})
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (execute.project_root(),
                                                                   os.environ.get("PYTHONPATH")) if p)}
     done = subprocess.run([sys.executable, "-c", CHILD, job], capture_output=True, text=True, env=env)
@@ -146,13 +150,13 @@ def timed(mode: Mode, quick: bool, data_dir, folder, started: float) -> dict:
     return {"startup_s": startup, "wall_s": wall, "runs_per_min": len(configs) / wall * 60, "status": "measured"}
 
 
-def run_sweep(workers: int, quick: bool, data_dir, cuda: bool, progress=None) -> pd.DataFrame:
+def run_sweep(workers: int, quick: bool, data_dir, cuda: bool, progress=None, threads: int = 1) -> pd.DataFrame:
     """Every mode's row (see the module docstring), in the order of ``modes``."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         for i, mode in enumerate(modes(workers)):
             folder = Path(tmp) / f"{i}"
-            rows.append(measure(mode, quick, data_dir, folder, cuda))
+            rows.append(measure(mode, quick, data_dir, folder, cuda, threads))
             if rows[-1]["status"] == "measured":
                 rows[-1]["results"] = results_of(folder)
             if progress:
@@ -193,8 +197,8 @@ SGD momentum {base.momentum}, batch {base.batch_size}, {base.epochs} epoch(s) on
 images; seeds × learning rates), trained into a fresh folder by `train_pending` in each mode, on a machine with
 {info.get('cpu_cores', '?')} cores (load average before: {', '.join(f'{x:.2f}' for x in info.get('load_average_before', ()))}).
 Each mode runs in a fresh Python process, timed from its first line as `study` runs: the process pool's
-fork server started (it imports torch while the study does), torch imported, MNIST loaded, every run trained
-into the store.{ray_note} "Results" compares each run's final losses and test
+fork server started (it imports torch while the study does), torch imported and given {info.get('threads', 1)} thread(s) as a
+study's `--threads` does (each worker has one), MNIST loaded, every run trained into the store.{ray_note} "Results" compares each run's final losses and test
 accuracy with the sequential mode's: the unstacked modes must be identical; a stacked model does the same
 arithmetic in another order, so its float32 rounding differs in the last digits (stacked results are pinned to
 single ones in float64 by `tests/experiments/test_stacked.py`; at unstable learning rates such differences grow, which is

@@ -115,6 +115,18 @@ def should_stack(config: RunConfig, device: str) -> bool:
     return device == "cuda" or step_work(config) <= CPU_STACK_MAX_WORK
 
 
+def stored(stack: torch.Tensor) -> torch.Tensor:
+    """A stacked parameter in the memory layout its gradient arrives in: a matrix per model (a linear layer's
+    (N, out, in) weight) column-major, the rest as it is.
+
+    Under vmap a linear layer computes x·Wᵀ as a batched product with Wᵀ, and its weight gradient as (xᵀ·g)ᵀ. With
+    each W stored column-major, Wᵀ is contiguous and (xᵀ·g)ᵀ has W's strides, so autograd hands the gradient over
+    instead of copying it into a row-major one (for 16 models of 784-30-10 at batch 16 the copy was about a tenth
+    of the step). Values are the same; only strides differ.
+    """
+    return stack.transpose(-1, -2).contiguous().transpose(-1, -2) if stack.ndim == 3 else stack
+
+
 class StackedModel:
     """N networks of one architecture as stacked parameter tensors with a leading model axis, evaluated by the very
     modules a single run uses: ``torch.func.functional_call`` of one twin under ``torch.vmap`` over the models."""
@@ -125,7 +137,7 @@ class StackedModel:
         self.twins = [torch_ref.mirror(net, device) for net in nets]
         self.criterion = torch_ref.Criterion(configs[0].loss)
         self.points = diagnostics.probe_points(nets[0])
-        self.params = {name: torch.stack([dict(t.named_parameters())[name].detach() for t in self.twins])
+        self.params = {name: stored(torch.stack([dict(t.named_parameters())[name].detach() for t in self.twins]))
                        .requires_grad_() for name, _ in self.twins[0].named_parameters()}
         model, criterion = self.twins[0], self.criterion
 
@@ -176,16 +188,22 @@ class StackedTrainer:
         orders_t = torch.from_numpy(np.ascontiguousarray(orders)).to(self.device)
         n = orders_t.shape[1]
         total = torch.zeros(len(self.configs), dtype=X.dtype, device=self.device)
+        before = [torch.empty_like(p) for p in params]  # θ₀ of each step, in buffers reused every step
+        keeps = [self.keep.view(-1, *[1] * (p.ndim - 1)) for p in params]
         for start in range(0, n, batch_size):
             idx = orders_t[:, start:start + batch_size]  # (N, B): each model's own mini-batch
             self.opt.zero_grad(set_to_none=True)
-            losses = self.net.losses(self.net.params, X[idx], y[idx])
+            rows = idx.reshape(-1)  # index_select on the flat indices: X[idx]'s values, a third of its time
+            batch_X = X.index_select(0, rows).view(*idx.shape, *X.shape[1:])
+            losses = self.net.losses(self.net.params, batch_X, y.index_select(0, rows).view(idx.shape))
             losses.sum().backward()
-            before = [p.detach().clone() for p in params]
-            self.opt.step()
             with torch.no_grad():
                 for p, p0 in zip(params, before):
-                    p.lerp_(p0, self.keep.view(-1, *[1] * (p.ndim - 1)))
+                    p0.copy_(p)
+            self.opt.step()
+            with torch.no_grad():
+                for p, p0, keep in zip(params, before, keeps):
+                    p.lerp_(p0, keep)
             total += losses.detach() * idx.shape[1]
         return [float(t) / n for t in total.cpu()]
 

@@ -53,21 +53,60 @@ class Activation(Module):
         return "" if type(self) is not Activation else repr(self.name)
 
 
-def _builtin(class_name: str, name: str, doc: str):
+class Sigmoid(Activation):
+    """σ(x) = 1/(1 + e^(−x)); σ′ = σ(1 − σ). ``nn.Sigmoid``."""
+
     def __init__(self):
-        Activation.__init__(self, name)
-
-    return type(class_name, (Activation,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
+        super().__init__("sigmoid")
 
 
-Sigmoid = _builtin("Sigmoid", "sigmoid", "σ(x) = 1/(1 + e^(−x)); σ′ = σ(1 − σ). ``nn.Sigmoid``.")
-Tanh = _builtin("Tanh", "tanh", "tanh(x); tanh′ = 1 − tanh². ``nn.Tanh``.")
-ReLU = _builtin("ReLU", "relu", "max(x, 0); ReLU′ = 1 for x > 0, else 0. ``nn.ReLU``.")
-LeakyReLU = _builtin("LeakyReLU", "leaky_relu", "x for x > 0, else 0.01·x. ``nn.LeakyReLU(0.01)``.")
-ELU = _builtin("ELU", "elu", "x for x > 0, else eˣ − 1. ``nn.ELU(alpha=1.0)``.")
-SiLU = _builtin("SiLU", "swish", "x·σ(x) (swish). ``nn.SiLU``.")
-Softplus = _builtin("Softplus", "softplus", "log(1 + eˣ), linear above 20. ``nn.Softplus()``.")
-Identity = _builtin("Identity", "identity", "x. ``nn.Identity``.")
+class Tanh(Activation):
+    """tanh(x); tanh′ = 1 − tanh². ``nn.Tanh``."""
+
+    def __init__(self):
+        super().__init__("tanh")
+
+
+class ReLU(Activation):
+    """max(x, 0); ReLU′ = 1 for x > 0, else 0. ``nn.ReLU``."""
+
+    def __init__(self):
+        super().__init__("relu")
+
+
+class LeakyReLU(Activation):
+    """x for x > 0, else 0.01·x. ``nn.LeakyReLU(0.01)``."""
+
+    def __init__(self):
+        super().__init__("leaky_relu")
+
+
+class ELU(Activation):
+    """x for x > 0, else eˣ − 1. ``nn.ELU(alpha=1.0)``."""
+
+    def __init__(self):
+        super().__init__("elu")
+
+
+class SiLU(Activation):
+    """x·σ(x) (swish). ``nn.SiLU``."""
+
+    def __init__(self):
+        super().__init__("swish")
+
+
+class Softplus(Activation):
+    """log(1 + eˣ), linear above 20. ``nn.Softplus()``."""
+
+    def __init__(self):
+        super().__init__("softplus")
+
+
+class Identity(Activation):
+    """x. ``nn.Identity``."""
+
+    def __init__(self):
+        super().__init__("identity")
 
 
 class GELU(Activation):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -67,16 +68,14 @@ def _batchnorm(shape):
                      f"images (BatchNorm2d); gets shape {shape}")
 
 
-def _recurrent(cls):
-    """The maker of a recurrent kind: input_size from a (time steps, features) shape, the options passed on."""
-    def make(shape, hidden_size, **options):
-        if len(shape) != 2:
-            side = math.isqrt(shape[0]) if len(shape) == 1 else 0  # a square image read row by row: side × side
-            sizes = f"{side} {side}" if side > 0 and side * side == shape[0] else "T F"
-            raise ValueError(f"a recurrent layer takes (time steps, features) per example, gets shape {shape}: put "
-                             f"'unflatten {sizes}' before it")
-        return cls(shape[1], hidden_size, **options)
-    return make
+def _recurrent(cls, shape, hidden_size, **options):
+    """A recurrent layer of class ``cls``: input_size from a (time steps, features) shape, the options passed on."""
+    if len(shape) != 2:
+        side = math.isqrt(shape[0]) if len(shape) == 1 else 0  # a square image read row by row: side × side
+        sizes = f"{side} {side}" if side > 0 and side * side == shape[0] else "T F"
+        raise ValueError(f"a recurrent layer takes (time steps, features) per example, gets shape {shape}: put "
+                         f"'unflatten {sizes}' before it")
+    return cls(shape[1], hidden_size, **options)
 
 
 # kind → how to make it. Layers of other modules add themselves here (conv, pooling, recurrent).
@@ -90,10 +89,10 @@ KINDS: dict[str, Kind] = {
                             "on (C, H, W) images; KERNEL, S, P an integer or HxW such as 5x3"),
     "maxpool": Kind(make_maxpool, "maxpool K [stride=S] [padding=P]: nn.MaxPool2d(K, S (default K), P)"),
     "avgpool": Kind(make_avgpool, "avgpool K [stride=S]: nn.AvgPool2d(K, S (default K))"),
-    "rnn": Kind(_recurrent(RNN), "rnn HIDDEN [nonlinearity=relu] [num_layers=N]: nn.RNN(F inferred, HIDDEN) on "
+    "rnn": Kind(partial(_recurrent, RNN), "rnn HIDDEN [nonlinearity=relu] [num_layers=N]: nn.RNN(F inferred, HIDDEN) on "
                                  "(T, F) per example, output (T, HIDDEN)"),
-    "lstm": Kind(_recurrent(LSTM), "lstm HIDDEN [num_layers=N]: nn.LSTM(F inferred, HIDDEN), output (T, HIDDEN)"),
-    "gru": Kind(_recurrent(GRU), "gru HIDDEN [num_layers=N]: nn.GRU(F inferred, HIDDEN), output (T, HIDDEN)"),
+    "lstm": Kind(partial(_recurrent, LSTM), "lstm HIDDEN [num_layers=N]: nn.LSTM(F inferred, HIDDEN), output (T, HIDDEN)"),
+    "gru": Kind(partial(_recurrent, GRU), "gru HIDDEN [num_layers=N]: nn.GRU(F inferred, HIDDEN), output (T, HIDDEN)"),
     "last": Kind(lambda shape: LastStep(), "last: the last time step of a recurrent layer's output, (T, H) → (H,)"),
 }
 
