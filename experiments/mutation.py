@@ -37,9 +37,11 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -237,38 +239,42 @@ def previous_rows() -> dict:
         return {row["mutant"]: row for row in csv.DictReader(f)}
 
 
+PLANT_COPIED = ("manual", "torch_ref", "experiments", "tests", "pyproject.toml")  # copied, so a bug can be planted
+PLANT_LINKED = ("data", "examples", "results")  # read by the tests, never planted in: linked
+
+
 def check_planted() -> list[tuple[str, str, list[str]]]:
-    """Plant each bug of ``PLANTED`` in the working tree, run the torch-free fact tests (``PLANTED_MARKERS``),
-    restore the file."""
+    """Plant each bug of ``PLANTED`` in a copy of the working tree, run the torch-free fact tests
+    (``PLANTED_MARKERS``) there, restore the file. The working tree is never touched, so tests run meanwhile
+    (or a run killed halfway) never meet a planted bug."""
     facts = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").glob("*/test_facts_*.py"))
-    results = []
+    with tempfile.TemporaryDirectory(prefix="planted-") as tmp:
+        root = Path(tmp)
+        for name in PLANT_COPIED:
+            source = ROOT / name
+            if source.is_dir():
+                shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(source, root / name)
+        for name in PLANT_LINKED:
+            (root / name).symlink_to(ROOT / name)
+        return [plant(root, facts, *bug) for bug in PLANTED]
 
-    def interrupted(*_):  # a SIGTERM (a killed run) unwinds through ``finally`` too: no bug left planted
-        raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupted)
+def plant(root: Path, facts: list[str], what: str, path: str, old: str, new: str) -> tuple[str, str, list[str]]:
+    """One planted bug in the copy at ``root``: which fact tests failed with it."""
+    file = root / path
+    text = file.read_text()
+    if text.count(old) != 1:
+        return what, path, [f"(not planted: the line {old!r} is no longer in {path})"]
     try:
-        return plant_each(facts, results)
+        file.write_text(text.replace(old, new))
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", PLANTED_MARKERS,
+                              *facts], cwd=root, capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(root)}).stdout
     finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def plant_each(facts: list[str], results: list) -> list[tuple[str, str, list[str]]]:
-    for what, path, old, new in PLANTED:
-        file = ROOT / path
-        text = file.read_text()
-        if text.count(old) != 1:
-            results.append((what, path, [f"(not planted: the line {old!r} is no longer in {path})"]))
-            continue
-        try:
-            file.write_text(text.replace(old, new))
-            out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m",
-                                  PLANTED_MARKERS, *facts], cwd=ROOT, capture_output=True, text=True,
-                                 env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
-        finally:
-            file.write_text(text)
-        results.append((what, f"{path}: `{old}` → `{new}`", re.findall(r"^FAILED (.+?)(?: - .*)?$", out, re.M)))
-    return results
+        file.write_text(text)
+    return what, f"{path}: `{old}` → `{new}`", re.findall(r"^FAILED (.+?)(?: - .*)?$", out, re.M)
 
 
 def score_table(rows: list[dict]) -> list[list]:
