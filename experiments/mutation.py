@@ -353,8 +353,8 @@ def write_report(rows: list[dict], runs: list[dict], planted) -> None:
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in score_table(rows)]
     if planted:
         lines += ["", "## Planted bugs, each caught by a torch-free test", "",
-                  "Planted one at a time in the working tree by `python -m experiments.mutation --planted`, which "
-                  f"runs `tests/*/test_facts_*.py -m '{PLANTED_MARKERS}'` and restores the file.", ""]
+                  "Planted one at a time in a copy of the working tree by `python -m experiments.mutation --planted`, "
+                  f"which runs `tests/*/test_facts_*.py -m '{PLANTED_MARKERS}'` there and restores the file.", ""]
         for what, where, failed in planted:
             lines.append(f"- **{what}** ({where}): " + (", ".join(f"`{t}`" for t in failed) if failed
                                                         else "**NOT CAUGHT**"))

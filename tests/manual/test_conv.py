@@ -17,6 +17,7 @@ from hypothesis import example, given, settings, strategies as st
 import manual.nn
 from experiments.gradcheck.checks import check_backward
 from manual import conv
+from tests.helpers import message
 from torch_ref.mirror import Criterion, mirror, to_numpy_state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -97,6 +98,46 @@ def test_conv_without_bias_and_without_input_gradient():
     assert_close(grads["w"], auto["w"])
     assert set(conv.conv_backward_naive(np.ones(out.shape), conv.conv_forward_naive(x, w, None, stride=2,
                                                                                     padding=1)[1])) == {"x", "w"}
+
+
+def test_conv_loops_without_bias_add_nothing():
+    rng = np.random.default_rng(20)
+    x, w, _ = conv_inputs(rng, (2, 2, 5, 5), 3, 3)
+    loop_out = conv.conv_forward_naive(x, w, None, stride=2, padding=1)[0]
+    assert_close(loop_out, conv.conv_forward(x, w, None, stride=2, padding=1)[0])
+    assert_close(loop_out, conv.conv_forward_naive(x, w, np.zeros(3), stride=2, padding=1)[0])
+
+
+@pytest.mark.parametrize("forward", [conv.conv_forward, conv.conv_forward_naive])
+def test_conv_defaults_to_stride_1_and_no_padding(forward):
+    rng = np.random.default_rng(21)
+    x, w, b = conv_inputs(rng, (1, 2, 6, 5), 2, (3, 2))
+    out = forward(x, w, b)[0]
+    assert out.shape == (1, 2, 6 - 3 + 1, 5 - 2 + 1)
+    np.testing.assert_array_equal(out, forward(x, w, b, stride=1, padding=0)[0])
+
+
+@pytest.mark.parametrize("x_dtype, w_dtype, dout_dtype", [
+    (np.float32, np.float32, np.float64), (np.float64, np.float64, np.float32),  # dout wider or narrower
+    (np.float32, np.float64, np.float64), (np.float64, np.float32, np.float64),  # dout in out's dtype
+])
+def test_conv_loops_and_vectorised_keep_float64_wherever_an_operand_is_float64(x_dtype, w_dtype, dout_dtype):
+    """Mixed float32/float64 operands lose no precision: out has NumPy's promoted dtype, ∂E/∂x and ∂E/∂w are
+    float64, in both implementations (which agree to float32 rounding)."""
+    rng = np.random.default_rng(22)
+    x, w, b = conv_inputs(rng, (2, 2, 5, 5), 3, 3)
+    x, w, b = x.astype(x_dtype), w.astype(w_dtype), b.astype(w_dtype)
+    dout = rand(rng, (2, 3, 3, 3)).astype(dout_dtype)
+    results = []
+    for forward, backward in [(conv.conv_forward, conv.conv_backward),
+                              (conv.conv_forward_naive, conv.conv_backward_naive)]:
+        out, cache = forward(x, w, b, stride=2, padding=1)
+        grads = backward(dout, cache)
+        assert out.dtype == np.result_type(x_dtype, w_dtype)
+        assert grads["x"].dtype == grads["w"].dtype == np.float64
+        results.append((out, grads["x"], grads["w"]))
+    for vectorised, loops in zip(*results):
+        assert_close(loops, vectorised, rtol=1e-5)
 
 
 @pytest.mark.parametrize("x_shape, kernel, stride, padding", POOL_CASES)
@@ -227,6 +268,16 @@ def test_check_backward_passes_on_every_layer(name):
     report = check_backward(forward, backward, inputs, name=name)
     assert report.passed, str(report)
     assert report.checked == sum(v.size for v in inputs.values())
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_float32_in_float32_out_for_every_conv_and_pool_function(name):
+    forward, backward, make = LAYERS[name]
+    inputs = {k: v.astype(np.float32) for k, v in make(np.random.default_rng(17)).items()}
+    out, cache = forward(**inputs)
+    grads = backward(np.ones_like(out), cache)
+    assert out.dtype == np.float32
+    assert set(grads) == set(inputs) and {k: g.dtype for k, g in grads.items()} == {k: np.float32 for k in inputs}
 
 
 def module_as_layer(module):
@@ -500,6 +551,60 @@ def test_the_functions_refuse_bad_arguments_in_one_line():
     with pytest.raises(ValueError, match=r"stride must be an integer ≥ 1 or a pair of them \(height, width\), got "
                                          r"\(1, -1\)"):
         conv.avgpool_forward(x, kernel_size=2, stride=(1, -1))
+
+
+@pytest.mark.parametrize("forward", [conv.conv_forward, conv.conv_forward_naive])
+def test_both_convs_refuse_a_channel_mismatch_naming_both_channel_counts(forward):
+    w = np.zeros((2, 3, 2, 2))
+    # one channel where w takes three: broadcasting would run the loops without complaint
+    assert message(forward, np.zeros((1, 1, 5, 4)), w) == ("conv: w (2, 3, 2, 2) takes 3 input channels, "
+                                                           "x (1, 1, 5, 4) has 1")
+    assert message(forward, np.zeros((3, 5, 4)), w) == ("conv takes (batch, channels, height, width) inputs, got "
+                                                        "shape (3, 5, 4)")
+
+
+NAMED_CALLS = {  # each function given an input and a kernel (height, width)
+    "conv": lambda x, k: conv.conv_forward(x, np.zeros((1, x.shape[1], *k))),
+    "conv loops": lambda x, k: conv.conv_forward_naive(x, np.zeros((1, x.shape[1], *k))),
+    "maxpool": lambda x, k: conv.maxpool_forward(x, kernel_size=k),
+    "maxpool loops": lambda x, k: conv.maxpool_forward_naive(x, kernel_size=k),
+    "avgpool": lambda x, k: conv.avgpool_forward(x, kernel_size=k),
+    "avgpool loops": lambda x, k: conv.avgpool_forward_naive(x, kernel_size=k),
+}
+
+
+@pytest.mark.parametrize("name", NAMED_CALLS)
+def test_every_conv_and_pool_function_names_its_layer_and_the_bad_argument(name):
+    layer, call, x = name.split()[0], NAMED_CALLS[name], np.zeros((1, 2, 4, 3))
+    assert message(call, x, (3, 4)) == (f"{layer}: kernel (3, 4) is larger than the padded input (4, 3) (input (4, 3),"
+                                        f" padding (0, 0))")
+    assert message(call, x[0], (2, 2)).startswith(f"{layer} takes (batch, channels, height, width) inputs")
+    assert message(call, x, (0, 2)).startswith("kernel_size must be an integer ≥ 1")
+
+
+@pytest.mark.parametrize("kernel, padding, accepted", [
+    ((2, 4), (1, 2), True), ((4, 2), (2, 1), True), ((2, 4), (0, 2), True), ((4, 2), (2, 0), True),
+    ((2, 4), (2, 0), False), ((4, 2), (0, 2), False), ((2, 4), (1, 3), False), ((3, 3), (2, 2), False),
+])
+def test_pool_padding_is_held_to_half_the_kernel_axis_by_axis_as_torch(kernel, padding, accepted):
+    """Each padding at most half the kernel along its own axis: non-square kernels tell the axes apart, and each
+    refusal has one axis (or both) over."""
+    x = np.random.default_rng(23).standard_normal((1, 2, 5, 6))
+    for forward in (conv.maxpool_forward, conv.maxpool_forward_naive):
+        if accepted:
+            torch_out = F.max_pool2d(torch.tensor(x), kernel, kernel, padding).numpy()
+            assert_close(forward(x, kernel_size=kernel, padding=padding)[0], torch_out, rtol=0)
+        else:
+            assert message(forward, x, kernel_size=kernel, padding=padding) == (
+                f"maxpool: padding {padding} must be at most half the kernel {kernel} (as torch), so that every "
+                "window holds an input")
+            with pytest.raises(RuntimeError, match="pad should be"):
+                F.max_pool2d(torch.tensor(x), kernel, kernel, padding)
+
+
+def test_batchnorm2d_refuses_an_input_that_is_not_a_batch_of_images():
+    assert message(conv.batchnorm2d_forward, np.zeros((2, 3, 4)), np.ones(3), np.zeros(3)) == (
+        "batchnorm2d takes (batch, channels, height, width) inputs, got shape (2, 3, 4)")
 
 
 # ------------------------------------------------------------------ properties

@@ -16,7 +16,7 @@ import manual
 import manual.nn as mnn
 import torch_ref
 from manual.losses import Loss, cross_entropy
-from manual.nn.activation import CLASSES
+from manual.nn.activation import CLASSES, TORCH_ACTIVATIONS, activation_module
 
 from experiments.config import RunConfig
 from experiments.data import MNIST, Split, load_mnist
@@ -134,6 +134,8 @@ def test_both_backends_build_the_same_network_from_data():
     (["linear 5", "relu 3"], "layers[1] 'relu 3': an activation takes no arguments"),
     (["linear 5 bias=false 3"], "layers[0] 'linear 5 bias=false 3': positional argument '3' after an option"),
     (["unflatten 4 2"], "layers[0] 'unflatten 4 2': needs 8 features per example to make (4, 2), gets shape (6,)"),
+    (["avgpool 2"], "layers[0] 'avgpool 2': average pooling takes (channels, height, width) images, gets shape (6,): "
+                    "put 'unflatten C H W' before it"),
     ("linear 5", "layers must be a non-empty list of layer strings"),
 ])
 def test_a_bad_architecture_is_one_line_naming_the_layer(layers, message):
@@ -156,6 +158,131 @@ def test_run_configs_describe_a_network_as_data():
         with pytest.raises(ValueError) as error:
             RunConfig(**bad)
         assert str(error.value).startswith(message)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kind", ["maxpool", "avgpool"])
+def test_a_pool_written_as_data_keeps_its_stride_as_torchs_pool_does(kind):
+    model = mnn.build(["unflatten 2 6 7", f"{kind} 3 stride=2"], 84)
+    theirs = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d}[kind](3, stride=2)
+    x = np.random.default_rng(0).standard_normal((4, 84))
+    want = theirs(torch.from_numpy(x).reshape(4, 2, 6, 7)).numpy()
+    assert model.output_shape((84,)) == want.shape[1:]
+    np.testing.assert_allclose(model.forward(x), want, rtol=1e-15)
+
+
+# ------------------------------------------------------------------------ what each layer says, keeps and returns
+@pytest.mark.parametrize("layer, x_shape, message", [
+    (mnn.Conv2d(3, 4, 3), (2, 2, 5, 6),
+     "Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1)) takes (batch, 3, height, width) inputs, got shape (2, 2, 5, 6)"),
+    (mnn.Conv2d(3, 4, 3), (2, 3, 5),
+     "Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1)) takes (batch, 3, height, width) inputs, got shape (2, 3, 5)"),
+    (mnn.MaxPool2d(2), (3, 5, 6),
+     "MaxPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)) takes (batch, C, height, width) inputs, got shape "
+     "(3, 5, 6)"),
+    (mnn.AvgPool2d(2), (3, 5, 6),
+     "AvgPool2d(kernel_size=(2, 2), stride=(2, 2)) takes (batch, C, height, width) inputs, got shape (3, 5, 6)"),
+    (mnn.BatchNorm2d(3), (2, 4, 5, 6), "BatchNorm2d(3) takes (batch, 3, height, width) inputs, got shape (2, 4, 5, 6)"),
+    (mnn.BatchNorm2d(3), (2, 3, 5), "BatchNorm2d(3) takes (batch, 3, height, width) inputs, got shape (2, 3, 5)"),
+    (mnn.BatchNorm1d(4), (2, 5), "BatchNorm1d(4) takes (batch, 4) inputs, got shape (2, 5)"),
+    (mnn.BatchNorm1d(4), (2, 4, 3), "BatchNorm1d(4) takes (batch, 4) inputs, got shape (2, 4, 3)"),
+    (mnn.Unflatten((2, 3)), (4, 5), "Unflatten(2, 3) takes (batch, 6) inputs, got shape (4, 5)"),
+    (mnn.Unflatten((2, 3)), (4, 6, 1), "Unflatten(2, 3) takes (batch, 6) inputs, got shape (4, 6, 1)"),
+])
+def test_an_input_of_the_wrong_shape_is_an_error_naming_the_layer_and_both_shapes(layer, x_shape, message):
+    with pytest.raises(ValueError) as error:
+        layer.forward(np.zeros(x_shape))
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("layer, input_shape, message", [
+    (mnn.BatchNorm1d(4), (5,), "normalises 4 features, gets shape (5,)"),
+    (mnn.BatchNorm2d(3), (4, 5, 6), "BatchNorm2d(3) takes 3 input channel(s), gets shape (4, 5, 6)"),
+    (mnn.BatchNorm2d(3), (3, 5), "BatchNorm2d(3) takes (channels, height, width) images, gets shape (3, 5)"),
+])
+def test_a_per_example_shape_that_does_not_fit_is_an_error_naming_both(layer, input_shape, message):
+    with pytest.raises(ValueError) as error:
+        layer.output_shape(input_shape)
+    assert str(error.value) == message
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("x_shape", [(1, 3, 2, 1), (1, 3, 1, 2), (2, 3, 1, 1)])
+def test_batchnorm2d_trains_on_two_values_per_channel_as_torch_does_and_refuses_one(x_shape):
+    mine, theirs = mnn.BatchNorm2d(3), nn.BatchNorm2d(3, dtype=torch.float64)
+    x = np.random.default_rng(3).standard_normal(x_shape)
+    np.testing.assert_allclose(mine.forward(x), theirs(torch.from_numpy(x)).detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(mine.running_var, theirs.running_var.numpy(), rtol=1e-14)
+    one = x[:1, :, :1, :1]
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        mine.forward(one)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        theirs(torch.from_numpy(one))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("cls, x_shape", [("BatchNorm1d", (6, 4)), ("BatchNorm2d", (3, 4, 2, 3))])
+def test_batch_norm_uses_the_eps_and_momentum_it_was_given_as_torchs(cls, x_shape):
+    mine = getattr(mnn, cls)(4, eps=0.5, momentum=0.7)
+    theirs = getattr(nn, cls)(4, eps=0.5, momentum=0.7, dtype=torch.float64)
+    rng = np.random.default_rng(4)
+    for training in (True, False):
+        mine.train(training), theirs.train(training)
+        x = rng.standard_normal(x_shape)
+        np.testing.assert_allclose(mine.forward(x), theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-13)
+        np.testing.assert_allclose(mine.running_mean, theirs.running_mean.numpy(), rtol=1e-14)
+        np.testing.assert_allclose(mine.running_var, theirs.running_var.numpy(), rtol=1e-14)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("cls, x_shape", [("BatchNorm1d", (6, 4)), ("BatchNorm2d", (3, 4, 2, 3))])
+def test_batch_norm_built_in_float32_is_torchs_default_and_stays_float32(cls, x_shape):
+    mine, theirs = getattr(mnn, cls)(4, dtype=np.float32), getattr(nn, cls)(4)
+    assert (mine.eps, mine.momentum) == (theirs.eps, theirs.momentum)
+    assert list(mine.state_dict()) == list(theirs.state_dict())
+    for k, v in theirs.state_dict().items():
+        assert mine.state_dict()[k].dtype == v.numpy().dtype and np.array_equal(mine.state_dict()[k], v.numpy()), k
+    out = mine.forward(np.random.default_rng(5).standard_normal(x_shape).astype(np.float32))
+    dx = mine.backward(np.ones_like(out))
+    assert out.dtype == dx.dtype == np.float32 and all(g.dtype == np.float32 for g in mine.grads.values())
+
+
+@pytest.mark.parametrize("layer, x_shape", [(mnn.Flatten(), (2, 3, 4, 5)), (mnn.Unflatten((3, 4)), (2, 12)),
+                                            (mnn.MaxPool2d(2), (2, 3, 4, 6)), (mnn.AvgPool2d(2), (2, 3, 4, 6))])
+def test_a_layer_without_parameters_returns_the_input_gradient_unless_told_not_to(layer, x_shape):
+    rng = np.random.default_rng(6)
+    out = layer.forward(rng.standard_normal(x_shape))
+    dout = rng.standard_normal(out.shape)
+    dx = layer.backward(dout)  # input_grad defaults to True
+    assert dx.shape == x_shape and np.array_equal(dx, layer.backward(dout, input_grad=True))
+    assert layer.backward(dout, input_grad=False) is None and layer.grads == {}
+
+
+@pytest.mark.parametrize("layer, x_shape, out_shape", [(mnn.Flatten(), (2, 3, 4, 5), (2, 60)),
+                                                       (mnn.Unflatten((3, 4)), (2, 12), (2, 3, 4))])
+def test_flatten_and_unflatten_move_values_and_gradients_without_reordering_them(layer, x_shape, out_shape):
+    x = np.arange(math.prod(x_shape), dtype=np.float32).reshape(x_shape)
+    out = layer.forward(x)
+    assert out.shape == out_shape and out.dtype == np.float32 and np.array_equal(out.ravel(), x.ravel())
+    assert layer.output_shape(x_shape[1:]) == out_shape[1:]
+    dx = layer.backward(out)
+    assert dx.shape == x_shape and np.array_equal(dx, x)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "swish", "identity"])
+def test_an_activation_without_arguments_prints_as_torchs(name):
+    torch_class, kwargs = TORCH_ACTIVATIONS[name]
+    assert repr(activation_module(name)) == repr(getattr(nn, torch_class)(**kwargs))
+
+
+def test_an_activation_by_name_prints_its_name():
+    assert repr(mnn.Activation("tanh")) == "Activation('tanh')"
+
+
+@pytest.mark.torch
+def test_empty_containers_print_as_torchs():
+    assert repr(mnn.Sequential()) == repr(nn.Sequential()) and repr(mnn.ModuleList()) == repr(nn.ModuleList())
 
 
 def config_of(row: pd.Series) -> RunConfig:

@@ -164,6 +164,12 @@ def test_default_and_reset_initialisations():
     (lambda: manual.nn.LSTM(3, 4).forward(np.zeros((2, 5, 4))), r"takes \(batch, time, 3\) inputs"),
     (lambda: manual.nn.LSTM(3, 4).forward(np.zeros((2, 5, 3)), np.zeros((1, 2, 4))), r"pair \(h0, c0\)"),
     (lambda: manual.nn.GRU(3, 4).forward(np.zeros((2, 5, 3)), np.zeros((1, 3, 4))), "initial state must have"),
+    (lambda: manual.nn.GRU(3, 4).output_shape((5, 4)), r"takes \(time steps, 3\) per example, gets shape \(5, 4\)"),
+    (lambda: manual.nn.LastStep().forward(np.zeros((2, 4))),
+     r"LastStep takes a \(batch, time, hidden\) sequence, got shape \(2, 4\)"),
+    (lambda: manual.recurrent.rnn_forward(np.zeros((1, 2, 3)), np.zeros((2, 4)), np.zeros((4, 3)), np.zeros((4, 4)),
+                                          nonlinearity="sigmoid"),
+     "nonlinearity must be one of tanh, relu, got 'sigmoid'"),
 ])
 def test_bad_arguments_are_one_line_errors(call, match):
     with pytest.raises(ValueError, match=match) as info:
@@ -217,6 +223,37 @@ def test_last_step_passes_arrays_and_tuples():
     d_out, d_state = step.backward(np.ones((2, 4)))
     assert d_state is None and d_out.shape == seq.shape
     assert step.output_shape((3, 4)) == (4,)
+    assert step.grads == {}  # no parameters: an empty dict, as every module's (check_modules spreads it)
+
+
+@pytest.mark.parametrize("seq_dtype,dout_dtype", [(np.float32, np.float32), (np.float32, np.float64),
+                                                  (np.float64, np.float32), (np.float64, np.float64)])
+def test_last_step_gradient_is_as_precise_as_its_input_and_dout(seq_dtype, dout_dtype):
+    """∂E/∂output has the wider of the two dtypes (float32 stays float32), and dout at the last step exactly."""
+    rng = np.random.default_rng(0)
+    step = manual.nn.LastStep()
+    step.forward(rng.standard_normal((2, 3, 4)).astype(seq_dtype))
+    dout = rng.standard_normal((2, 4)).astype(dout_dtype)
+    d = step.backward(dout)
+    assert d.dtype == np.promote_types(seq_dtype, dout_dtype)
+    np.testing.assert_array_equal(d[:, -1], dout)
+    assert not d[:, :-1].any()
+
+
+def test_recurrent_output_shape_per_example_is_time_steps_by_hidden():
+    for cls in (manual.nn.RNN, manual.nn.LSTM, manual.nn.GRU):
+        assert cls(3, 4).output_shape((7, 3)) == (7, 4)
+
+
+@pytest.mark.parametrize("layers,bias", [(1, True), (2, False)])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_repr_is_torchs_and_names_a_relu_nonlinearity(kind, layers, bias):
+    """repr as torch's module of the same arguments; torch's leaves out the nonlinearity, ours names ReLU."""
+    cls, kwargs = KINDS[kind]
+    expected = repr(getattr(torch.nn, cls.__name__)(3, 4, num_layers=layers, bias=bias, batch_first=True, **kwargs))
+    if kwargs.get("nonlinearity") == "relu":
+        expected = expected[:-1] + ", nonlinearity='relu')"
+    assert repr(cls(3, 4, num_layers=layers, bias=bias, **kwargs)) == expected
 
 
 def test_architecture_as_data_builds_the_recurrent_model():
@@ -252,6 +289,124 @@ def test_clipping_the_lstm_gradients_matches_torch():
     assert norm > 1 and abs(norm - norm_t.item()) <= TOL * norm
     for key, p in twin.named_parameters():
         assert rel(grads[key], p.grad) <= TOL, key
+
+
+# ------------------------------------------------------------------------------ the cells of manual.recurrent
+def cell(kind, rng, dtype, T=6, B=3, I=2, H=5):
+    """One cell of ``manual.recurrent`` on random float inputs of ``dtype``: (forward(), backward(dout, dstate,
+    **kwargs), the state's shapes). forward runs the cell; backward runs the cell's backward on its last cache."""
+    name, _, nonlinearity = kind.partition("_")
+    gates, states = {"rnn": (1, 1), "lstm": (4, 2), "gru": (3, 1)}[name]
+    shapes = [(T, B, I)] + [(B, H)] * states + [(gates * H, I), (gates * H, H), (gates * H,), (gates * H,)]
+    args = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    kwargs = {"nonlinearity": nonlinearity} if nonlinearity else {}
+    caches = []
+
+    def forward():
+        result, cache = getattr(manual.recurrent, f"{name}_forward")(*args, **kwargs)
+        caches.append(cache)
+        return result, cache
+
+    def backward(dout, dstate, **options):
+        return getattr(manual.recurrent, f"{name}_backward")(dout, *dstate, caches[-1], **options)
+
+    return forward, backward, [(B, H)] * states
+
+
+def arrays_in(value):
+    """Every ndarray in a nested tuple, list or dict (a cell's cache)."""
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    return [a for v in value for a in arrays_in(v)] if isinstance(value, (tuple, list)) else []
+
+
+@pytest.mark.parametrize("dstate_dtype", [None, np.float32, np.float64])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_float32_cells_stay_float32_in_outputs_caches_and_every_gradient(kind, dstate_dtype):
+    """float32 inputs: float32 outputs, float32 caches (half the memory) and float32 gradients, whether ∂E/∂(final
+    state) is absent, float32 or float64."""
+    rng = np.random.default_rng(1)
+    forward, backward, state_shapes = cell(kind, rng, np.float32)
+    result, cache = forward()
+    assert {a.dtype for a in arrays_in((result, cache))} == {np.dtype(np.float32)}
+    out = result[0]
+    dstate = [None if dstate_dtype is None else rng.standard_normal(s).astype(dstate_dtype) for s in state_shapes]
+    grads = backward(rng.standard_normal(out.shape).astype(np.float32), dstate)
+    assert {name: g.dtype for name, g in grads.items()} == {name: np.dtype(np.float32) for name in grads}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_float64_final_state_gradient_is_rounded_to_the_cells_float32_first(kind):
+    """∂E/∂(final state) in float64 enters a float32 cell as its float32 rounding: bit for bit the same results."""
+    rng = np.random.default_rng(2)
+    forward, backward, state_shapes = cell(kind, rng, np.float32, B=8, H=16)
+    out = forward()[0][0]
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dstate = [rng.standard_normal(s) for s in state_shapes]
+    exact = backward(dout, dstate)
+    rounded = backward(dout, [d.astype(np.float32) for d in dstate])
+    for name in exact:
+        np.testing.assert_array_equal(exact[name], rounded[name], err_msg=name)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_no_final_state_gradient_is_a_zero_one(kind):
+    """dh_n (and dc_n) None: the same gradients, bit for bit, as zeros of the state's shape."""
+    rng = np.random.default_rng(3)
+    forward, backward, state_shapes = cell(kind, rng, np.float64)
+    out = forward()[0][0]
+    dout = rng.standard_normal(out.shape)
+    without = backward(dout, [None] * len(state_shapes))
+    zeros = backward(dout, [np.zeros(s) for s in state_shapes])
+    assert list(without) == list(zeros)
+    for name in zeros:
+        np.testing.assert_array_equal(without[name], zeros[name], err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_the_cells_default_to_tanh_and_to_computing_the_input_gradient(kind):
+    """rnn_forward without nonlinearity is tanh; each backward without input_grad returns ∂E/∂x."""
+    rng = np.random.default_rng(4)
+    forward, backward, state_shapes = cell(kind, rng, np.float64)
+    out = forward()[0][0]
+    if kind == "rnn":  # the same arrays (the same seed), nonlinearity="tanh" given
+        np.testing.assert_array_equal(out, cell("rnn_tanh", np.random.default_rng(4), np.float64)[0]()[0][0])
+    dout = rng.standard_normal(out.shape)
+    dstate = [rng.standard_normal(s) for s in state_shapes]
+    default, asked = backward(dout, dstate), backward(dout, dstate, input_grad=True)
+    assert default["x"] is not None
+    np.testing.assert_array_equal(default["x"], asked["x"])
+    assert backward(dout, dstate, input_grad=False)["x"] is None
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_backward_without_input_grad_skips_the_data_gradient_in_the_cell(kind, monkeypatch):
+    """input_grad=False: the first layer's cell is not asked for ∂E/∂x (the work is skipped, not discarded); the
+    layer above still gets its ∂E/∂(input), and the parameter gradients are unchanged."""
+    cls, kwargs = KINDS[kind]
+    name = kind.partition("_")[0]
+    correct = getattr(manual.recurrent, f"{name}_backward")
+    returned = []
+
+    def recording(*args, **options):
+        grads = correct(*args, **options)
+        returned.append(grads["x"])
+        return grads
+
+    monkeypatch.setattr(manual.recurrent, f"{name}_backward", recording)
+    rng = np.random.default_rng(5)
+    module = cls(3, 4, num_layers=2, **kwargs)
+    out, _ = module.forward(rng.standard_normal((2, 5, 3)))
+    dout = rng.standard_normal(out.shape)
+    module.backward(dout)
+    with_input = dict(module.grads)
+    returned.clear()
+    assert module.backward(dout, input_grad=False) is None
+    assert [g is None for g in returned] == [False, True]  # layer 1, then layer 0
+    for key, value in with_input.items():
+        np.testing.assert_array_equal(module.grads[key], value, err_msg=key)
 
 
 # ------------------------------------------------------------------------------ the located check
