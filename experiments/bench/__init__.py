@@ -417,9 +417,9 @@ def run_sweep(args, info: dict, bench_md: Path | None = None) -> int:
 
     out = Path(args.out)
     workers = args.workers or os.cpu_count() or 1
-    df = sweep.run_sweep(workers, args.quick, args.data_dir, cuda_available() and args.device != "cpu",
+    df = sweep.run_sweep(workers, args.quick, args.data_dir, cuda_available() and args.device != "cpu", args.threads,
                          None if args.no_progress else lambda mode: print(f"sweep: {mode.name} ({mode.device}) done",
-                                                                          flush=True), args.threads)
+                                                                          flush=True))
     text = sweep.markdown(df, {**info, "threads": args.threads})
     paths = [write_csv(df, out / "sweep.csv"),
              write_atomically(out / "SWEEP.md", lambda tmp: tmp.write_text(f"# Parallel sweep\n\nProduced by "

@@ -107,7 +107,7 @@ print(json.dumps(timed(Mode(**job["mode"]), job["quick"], job["data_dir"], job["
 """
 
 
-def measure(mode: Mode, quick: bool, data_dir, folder: Path, cuda: bool, threads: int = 1) -> dict:
+def measure(mode: Mode, quick: bool, data_dir, folder: Path, cuda: bool, threads: int) -> dict:
     """``mode``'s row, timed in a fresh Python process (``CHILD``) that trains the study into ``folder`` with
     ``threads`` torch threads (a study command's ``--threads``; its workers use one each)."""
     row = {"mode": mode.name, "device": mode.device, "executor": mode.executor, "workers": mode.workers,
@@ -150,8 +150,8 @@ def timed(mode: Mode, quick: bool, data_dir, folder, started: float) -> dict:
     return {"startup_s": startup, "wall_s": wall, "runs_per_min": len(configs) / wall * 60, "status": "measured"}
 
 
-def run_sweep(workers: int, quick: bool, data_dir, cuda: bool, progress=None, threads: int = 1) -> pd.DataFrame:
-    """Every mode's row (see the module docstring), in the order of ``modes``."""
+def run_sweep(workers: int, quick: bool, data_dir, cuda: bool, threads: int, progress=None) -> pd.DataFrame:
+    """Every mode's row (see the module docstring), in the order of ``modes``, with ``threads`` torch threads."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         for i, mode in enumerate(modes(workers)):
@@ -197,7 +197,7 @@ SGD momentum {base.momentum}, batch {base.batch_size}, {base.epochs} epoch(s) on
 images; seeds × learning rates), trained into a fresh folder by `train_pending` in each mode, on a machine with
 {info.get('cpu_cores', '?')} cores (load average before: {', '.join(f'{x:.2f}' for x in info.get('load_average_before', ()))}).
 Each mode runs in a fresh Python process, timed from its first line as `study` runs: the process pool's
-fork server started (it imports torch while the study does), torch imported and given {info.get('threads', 1)} thread(s) as a
+fork server started (it imports torch while the study does), torch imported and given {info['threads']} thread(s) as a
 study's `--threads` does (each worker has one), MNIST loaded, every run trained into the store.{ray_note} "Results" compares each run's final losses and test
 accuracy with the sequential mode's: the unstacked modes must be identical; a stacked model does the same
 arithmetic in another order, so its float32 rounding differs in the last digits (stacked results are pinned to

@@ -89,9 +89,10 @@ KINDS: dict[str, Kind] = {
                             "on (C, H, W) images; KERNEL, S, P an integer or HxW such as 5x3"),
     "maxpool": Kind(make_maxpool, "maxpool K [stride=S] [padding=P]: nn.MaxPool2d(K, S (default K), P)"),
     "avgpool": Kind(make_avgpool, "avgpool K [stride=S]: nn.AvgPool2d(K, S (default K))"),
-    "rnn": Kind(partial(_recurrent, RNN), "rnn HIDDEN [nonlinearity=relu] [num_layers=N]: nn.RNN(F inferred, HIDDEN) on "
-                                 "(T, F) per example, output (T, HIDDEN)"),
-    "lstm": Kind(partial(_recurrent, LSTM), "lstm HIDDEN [num_layers=N]: nn.LSTM(F inferred, HIDDEN), output (T, HIDDEN)"),
+    "rnn": Kind(partial(_recurrent, RNN), "rnn HIDDEN [nonlinearity=relu] [num_layers=N]: nn.RNN(F inferred, "
+                                          "HIDDEN) on (T, F) per example, output (T, HIDDEN)"),
+    "lstm": Kind(partial(_recurrent, LSTM),
+                 "lstm HIDDEN [num_layers=N]: nn.LSTM(F inferred, HIDDEN), output (T, HIDDEN)"),
     "gru": Kind(partial(_recurrent, GRU), "gru HIDDEN [num_layers=N]: nn.GRU(F inferred, HIDDEN), output (T, HIDDEN)"),
     "last": Kind(lambda shape: LastStep(), "last: the last time step of a recurrent layer's output, (T, H) → (H,)"),
 }
