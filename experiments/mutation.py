@@ -406,6 +406,9 @@ def main(argv=None) -> int:
     check_test_selection()
     if not args.report_only:
         names = mutants_to_run(args.patterns, args.recheck)
+        # mutmut runs a mutant only against the tests it saw call the mutated function; tests and functions change
+        # between runs, so that record is made afresh (about a minute) rather than trusted
+        (ROOT / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
         start, started = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M")
         stopped = run_mutmut(names, args.max_children, args.time_limit) if names or not args.patterns else False
         command = "python -m experiments.mutation " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -37,7 +37,7 @@ def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
     return int(values[0]), int(values[1])
 
 
-def output_size(height: int, width: int, kernel, stride, padding, layer: str = "layer") -> tuple[int, int]:
+def output_size(height: int, width: int, kernel, stride, padding, layer: str) -> tuple[int, int]:
     """(Ho, Wo) = (⌊(H + 2ph − kh)/sh⌋ + 1, ⌊(W + 2pw − kw)/sw⌋ + 1); a ValueError naming ``layer`` when the kernel
     is larger than the padded input (no window fits)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
@@ -221,11 +221,17 @@ def conv_backward(dout, cache, *, input_grad: bool = True) -> dict:
 # functions: np.argmax returns the first maximum in row-major window order. Overlapping windows (stride < kernel)
 # can each pick the same input, which then collects every one of their gradients. x (N, C, H, W) → (N, C, Ho, Wo).
 
-def _pool_geometry(x, kernel_size, stride, padding, layer):
-    kernel, stride, padding, out_hw = _geometry(x, kernel_size, stride, padding, layer, stride_default="kernel")
+def check_pool_padding(kernel, padding, layer: str) -> None:
+    """A ValueError naming ``layer`` unless each padding is at most half the kernel along its own axis (as torch),
+    so that every window holds an input."""
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(f"{layer}: padding {padding} must be at most half the kernel {kernel} (as torch), so that "
                          "every window holds an input")
+
+
+def _pool_geometry(x, kernel_size, stride, padding, layer):
+    kernel, stride, padding, out_hw = _geometry(x, kernel_size, stride, padding, layer, stride_default="kernel")
+    check_pool_padding(kernel, padding, layer)
     return kernel, stride, padding, out_hw
 
 

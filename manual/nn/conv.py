@@ -115,9 +115,7 @@ class MaxPool2d(_Pool):
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__(kernel_size, stride)
         self.padding = conv.pair(padding, "padding", minimum=0)
-        if self.padding[0] > self.kernel_size[0] // 2 or self.padding[1] > self.kernel_size[1] // 2:
-            raise ValueError(f"MaxPool2d: padding {self.padding} must be at most half the kernel {self.kernel_size} "
-                             "(as torch)")
+        conv.check_pool_padding(self.kernel_size, self.padding, "MaxPool2d")
 
     def forward(self, x):
         check_batch(repr(self), x)

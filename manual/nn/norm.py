@@ -46,7 +46,7 @@ class BatchNorm1d(Module):
     def backward(self, dout, input_grad=True):
         grads = self.normalise_backward(dout, self.cache)
         self.grads = {"weight": grads["gamma"], "bias": grads["beta"]}
-        return grads["x"]
+        return grads["x"] if input_grad else None
 
     def output_shape(self, input_shape):
         if tuple(input_shape) != (self.num_features,):

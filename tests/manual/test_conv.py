@@ -553,6 +553,12 @@ def test_the_functions_refuse_bad_arguments_in_one_line():
         conv.avgpool_forward(x, kernel_size=2, stride=(1, -1))
 
 
+@pytest.mark.parametrize("value", [2.5, None, "3", (2, 2, 2), (2,), True, (2, 1.0)])
+def test_a_size_that_is_not_an_integer_or_a_pair_of_them_is_one_line(value):
+    assert message(conv.pair, value, "stride") == (f"stride must be an integer ≥ 1 or a pair of them (height, width), "
+                                                   f"got {value!r}")
+
+
 @pytest.mark.parametrize("forward", [conv.conv_forward, conv.conv_forward_naive])
 def test_both_convs_refuse_a_channel_mismatch_naming_both_channel_counts(forward):
     w = np.zeros((2, 3, 2, 2))
@@ -706,3 +712,77 @@ def test_broken_conv_example_names_exactly_the_pixels_two_windows_share():
     shared = {(n, c, h, w) for n in range(2) for c in range(2) for h in range(7) for w in range(7) if h % 2 or w % 2}
     assert wrong == shared and set(report.failures["input"]) == {"x"}
     assert example.__doc__.count(text.splitlines()[1].strip()) == 1  # the docstring quotes the real output
+
+
+# ------------------------------------------------------------------------------ the modules' own checks
+def test_a_conv_module_refuses_no_channels_and_bad_sizes_naming_the_argument():
+    assert message(manual.nn.Conv2d, 0, 3, 2) == "Conv2d needs in_channels and out_channels ≥ 1, got 0 and 3"
+    assert message(manual.nn.Conv2d, 3, 0, 2) == "Conv2d needs in_channels and out_channels ≥ 1, got 3 and 0"
+    assert manual.nn.Conv2d(1, 1, 1).weight.shape == (1, 1, 1, 1)  # one channel in and out is allowed
+    assert message(manual.nn.Conv2d, 1, 1, 0).startswith("kernel_size must be an integer ≥ 1")
+    assert message(manual.nn.Conv2d, 1, 1, 2, stride=0).startswith("stride must be an integer ≥ 1")
+    assert message(manual.nn.Conv2d, 1, 1, 2, padding=-1).startswith("padding must be an integer ≥ 0")
+    assert message(manual.nn.MaxPool2d, 0).startswith("kernel_size must be an integer ≥ 1")
+    assert message(manual.nn.MaxPool2d, 2, stride=0).startswith("stride must be an integer ≥ 1")
+    assert message(manual.nn.MaxPool2d, 2, padding=-1).startswith("padding must be an integer ≥ 0")
+    assert message(manual.nn.AvgPool2d, 2, stride=(1, 0)).startswith("stride must be an integer ≥ 1")
+
+
+@pytest.mark.parametrize("kernel, padding, accepted", [
+    ((2, 4), (1, 2), True), ((4, 2), (2, 1), True), ((3, 5), (1, 2), True),
+    ((2, 4), (2, 0), False), ((4, 2), (0, 2), False), ((2, 4), (1, 3), False), ((3, 3), (2, 1), False),
+])
+def test_a_max_pool_module_holds_its_padding_to_half_the_kernel_axis_by_axis(kernel, padding, accepted):
+    if accepted:
+        assert manual.nn.MaxPool2d(kernel, padding=padding).padding == padding
+    else:
+        assert message(manual.nn.MaxPool2d, kernel, padding=padding) == (
+            f"MaxPool2d: padding {padding} must be at most half the kernel {kernel} (as torch), so that every window "
+            "holds an input")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_conv_module_holds_its_parameters_in_the_dtype_it_was_given(dtype):
+    layer = manual.nn.Conv2d(2, 3, 2, dtype=dtype)
+    assert layer.weight.dtype == layer.bias.dtype == dtype
+
+
+def test_a_max_pool_module_pads_nothing_unless_told_and_prints_its_geometry():
+    assert manual.nn.MaxPool2d(2).padding == (0, 0) and manual.nn.MaxPool2d(2).output_shape((1, 4, 4)) == (1, 2, 2)
+    assert repr(manual.nn.MaxPool2d(3, 2, 1)) == "MaxPool2d(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))"
+    assert repr(manual.nn.AvgPool2d((2, 3))) == "AvgPool2d(kernel_size=(2, 3), stride=(2, 3))"
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kwargs", [{}, {"padding": 1}, {"bias": False}, {"stride": 2, "padding": (1, 0), "bias": False}])
+def test_a_conv_module_prints_as_torchs(kwargs):
+    assert repr(manual.nn.Conv2d(1, 2, 3, **kwargs)) == repr(torch.nn.Conv2d(1, 2, 3, **kwargs))
+
+
+def test_the_modules_output_shape_refuses_what_they_cannot_take_naming_the_module():
+    layer = manual.nn.Conv2d(3, 4, 2)
+    name = "Conv2d(3, 4, kernel_size=(2, 2), stride=(1, 1))"
+    assert message(layer.output_shape, (2, 5, 5)) == f"{name} takes 3 input channel(s), gets shape (2, 5, 5)"
+    assert message(layer.output_shape, (3, 5)) == f"{name} takes (channels, height, width) images, gets shape (3, 5)"
+    assert message(layer.output_shape, (3, 1, 4)) == (f"{name}: kernel (2, 2) is larger than the padded input (1, 4) "
+                                                      "(input (1, 4), padding (0, 0))")
+    pool, name = manual.nn.MaxPool2d(3), "MaxPool2d(kernel_size=(3, 3), stride=(3, 3), padding=(0, 0))"
+    assert message(pool.output_shape, (2, 2)) == f"{name} takes (channels, height, width) images, gets shape (2, 2)"
+    assert message(pool.output_shape, (1, 2, 5)) == (f"{name}: kernel (3, 3) is larger than the padded input (2, 5) "
+                                                     "(input (2, 5), padding (0, 0))")
+
+
+@pytest.mark.parametrize("shape, sizes", [((784,), "1 28 28"), ((1,), "1 1 1"), ((0,), "C H W"), ((10,), "C H W"),
+                                          ((4, 7), "C H W"), ((1, 7), "C H W")])
+def test_a_conv_written_as_data_after_a_flat_or_2d_shape_says_which_unflatten_fits(shape, sizes):
+    from manual.nn.conv import make_conv
+
+    assert message(make_conv, shape, 4, 3) == (f"a convolution takes (channels, height, width) images, gets shape "
+                                               f"{shape}: put 'unflatten {sizes}' before it")
+
+
+def test_a_conv_written_as_data_keeps_bias_false():
+    from manual.nn.conv import make_conv
+
+    assert list(make_conv((1, 5, 5), 2, 3, bias=False).state_dict()) == ["weight"]
+    assert list(make_conv((1, 5, 5), 2, 3).state_dict()) == ["weight", "bias"]

@@ -22,6 +22,7 @@ from experiments.config import RunConfig
 from experiments.data import MNIST, Split, load_mnist
 from experiments.gradcheck.modules import check_modules
 from experiments.runs import stacked, training
+from tests.helpers import message
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -248,7 +249,8 @@ def test_batch_norm_built_in_float32_is_torchs_default_and_stays_float32(cls, x_
 
 
 @pytest.mark.parametrize("layer, x_shape", [(mnn.Flatten(), (2, 3, 4, 5)), (mnn.Unflatten((3, 4)), (2, 12)),
-                                            (mnn.MaxPool2d(2), (2, 3, 4, 6)), (mnn.AvgPool2d(2), (2, 3, 4, 6))])
+                                            (mnn.MaxPool2d(2), (2, 3, 4, 6)), (mnn.AvgPool2d(2), (2, 3, 4, 6)),
+                                            (mnn.Tanh(), (2, 3))])
 def test_a_layer_without_parameters_returns_the_input_gradient_unless_told_not_to(layer, x_shape):
     rng = np.random.default_rng(6)
     out = layer.forward(rng.standard_normal(x_shape))
@@ -256,6 +258,17 @@ def test_a_layer_without_parameters_returns_the_input_gradient_unless_told_not_t
     dx = layer.backward(dout)  # input_grad defaults to True
     assert dx.shape == x_shape and np.array_equal(dx, layer.backward(dout, input_grad=True))
     assert layer.backward(dout, input_grad=False) is None and layer.grads == {}
+
+
+@pytest.mark.parametrize("layer, x_shape", [(mnn.BatchNorm1d(3), (4, 3)), (mnn.BatchNorm2d(3), (4, 3, 2, 2))])
+def test_batch_norm_gives_its_parameter_gradients_and_the_input_gradient_unless_told_not_to(layer, x_shape):
+    rng = np.random.default_rng(6)
+    out = layer.forward(rng.standard_normal(x_shape))
+    dout = rng.standard_normal(out.shape)
+    dx, grads = layer.backward(dout), dict(layer.grads)  # input_grad defaults to True
+    assert dx.shape == x_shape and np.array_equal(dx, layer.backward(dout, input_grad=True))
+    assert layer.backward(dout, input_grad=False) is None
+    assert all(np.array_equal(layer.grads[k], grads[k]) for k in ("weight", "bias"))
 
 
 @pytest.mark.parametrize("layer, x_shape, out_shape", [(mnn.Flatten(), (2, 3, 4, 5), (2, 60)),
@@ -276,6 +289,21 @@ def test_an_activation_without_arguments_prints_as_torchs(name):
     assert repr(activation_module(name)) == repr(getattr(nn, torch_class)(**kwargs))
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("name", CLASSES)
+def test_each_activation_class_is_its_registered_activation_and_computes_torchs(name):
+    module, (torch_class, kwargs) = CLASSES[name](), TORCH_ACTIVATIONS[name]
+    assert module.name == name and module.torch_spec() == (torch_class, kwargs)
+    x = np.linspace(-30, 30, 121)
+    expected = getattr(nn, torch_class)(**kwargs)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(module.forward(x), expected, rtol=1e-12, atol=1e-15)
+
+
+def test_gelu_refuses_the_erf_form_it_does_not_derive():
+    with pytest.raises(ValueError, match=r"^manual.nn.GELU derives only approximate='tanh' by hand, got 'none'$"):
+        mnn.GELU(approximate="none")
+
+
 def test_an_activation_by_name_prints_its_name():
     assert repr(mnn.Activation("tanh")) == "Activation('tanh')"
 
@@ -283,6 +311,172 @@ def test_an_activation_by_name_prints_its_name():
 @pytest.mark.torch
 def test_empty_containers_print_as_torchs():
     assert repr(mnn.Sequential()) == repr(nn.Sequential()) and repr(mnn.ModuleList()) == repr(nn.ModuleList())
+
+
+@pytest.mark.parametrize("loss, output", [("cross_entropy", None), ("mse", None), ("mse", "tanh")])
+def test_loss_value_is_the_loss_loss_and_grads_gives(loss, output):
+    model = mnn.Sequential(mnn.Linear(4, 5), mnn.Tanh(), mnn.Linear(5, 3))
+    model.reset_parameters(np.random.default_rng(0), "xavier")
+    X, y = np.random.default_rng(1).standard_normal((6, 4)), np.array([0, 1, 2, 2, 1, 0])
+    value = mnn.loss_value(model, X, y, loss, output)
+    assert np.isfinite(value) and value == mnn.loss_and_grads(model, X, y, loss, output)[0]
+    assert value != mnn.loss_value(model, X, y, "mse" if loss == "cross_entropy" else "cross_entropy")
+    if loss == "cross_entropy":  # the default loss
+        assert mnn.loss_value(model, X, y) == value == mnn.loss_and_grads(model, X, y)[0]
+
+
+def test_the_usage_lists_every_kind_and_every_activation_one_line_each():
+    from manual.activations import ACTIVATIONS
+    from manual.nn import arch
+
+    lines = arch.usage().splitlines()
+    assert [line.split()[0].rstrip(":") for line in lines] == [*arch.KINDS, arch.ACTIVATION]
+    assert lines[-1].endswith(", ".join(ACTIVATIONS))
+
+
+def test_containers_name_their_torch_counterparts_and_a_bare_module_none():
+    assert mnn.Sequential(mnn.ReLU()).torch_spec() == ("Sequential", {})
+    assert mnn.ModuleList([mnn.ReLU()]).torch_spec() == ("ModuleList", {})
+    with pytest.raises(NotImplementedError, match="^Module names no torch counterpart$"):
+        mnn.Module().torch_spec()
+    with pytest.raises(NotImplementedError):
+        mnn.Module().backward(np.ones(3))
+
+
+def test_calling_a_module_is_its_forward_pass():
+    layer, x = mnn.Tanh(), np.linspace(-2, 2, 6).reshape(2, 3)
+    assert np.array_equal(layer(x), np.tanh(x))
+
+
+@pytest.mark.torch
+def test_nested_containers_print_as_torchs():
+    mine = mnn.Sequential(mnn.Linear(2, 3), mnn.Sequential(mnn.ReLU(), mnn.Linear(3, 1)), mnn.Tanh())
+    theirs = nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.ReLU(), nn.Linear(3, 1)), nn.Tanh())
+    assert repr(mine) == repr(theirs)
+
+
+@pytest.mark.torch
+def test_buffers_are_named_under_a_prefix_as_torch_names_them():
+    mine, theirs = mnn.Sequential(mnn.Linear(2, 3), mnn.BatchNorm1d(3)), nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    assert [k for k, _ in mine.named_buffers(prefix="net")] == [k for k, _ in theirs.named_buffers(prefix="net")]
+    assert [k for k, _ in mine.named_buffers()] == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
+
+
+def test_gradients_asked_for_before_a_backward_pass_are_an_error_naming_the_key():
+    model = mnn.Sequential(mnn.Linear(2, 3))
+    with pytest.raises(RuntimeError, match=r"^no gradient for 0\.weight: call forward, then backward, first$"):
+        model.named_grads()
+
+
+class Recorder(mnn.Module):
+    """The identity, recording whether backward was asked for ∂E/∂x."""
+
+    def forward(self, x):
+        return x
+
+    def backward(self, dout, input_grad=True):
+        self.asked, self.grads = input_grad, {}
+        return dout if input_grad else None
+
+
+def test_a_sequential_asks_its_first_layer_for_the_input_gradient_only_when_told():
+    first, last = Recorder(), Recorder()
+    model = mnn.Sequential(first, mnn.Linear(2, 2), last)
+    x = np.ones((3, 2))
+    model.forward(x)
+    assert model.backward(np.ones((3, 2))).shape == (3, 2) and first.asked is True  # input_grad defaults to True
+    assert model.backward(np.ones((3, 2)), input_grad=False) is None
+    assert first.asked is False and last.asked is True  # only the first layer skips it
+    mnn.loss_and_grads(model, x, np.array([0, 1, 1]))
+    assert first.asked is False  # the data needs no gradient
+
+
+def test_a_linear_layer_gives_the_input_gradient_unless_told_not_to():
+    layer = mnn.Linear(3, 2)
+    layer.forward(np.ones((4, 3)))
+    assert layer.backward(np.ones((4, 2))).shape == (4, 3)  # input_grad defaults to True
+    assert layer.backward(np.ones((4, 2)), input_grad=False) is None and set(layer.grads) == {"weight", "bias"}
+
+
+@pytest.mark.parametrize("x_shape", [(2, 3), (2, 4, 1), (4,)])
+def test_a_linear_layer_refuses_an_input_of_the_wrong_shape_in_one_line(x_shape):
+    assert message(mnn.Linear(4, 3).forward, np.ones(x_shape)) == (f"Linear(4, 3) takes (batch, 4) inputs, got shape "
+                                                                  f"{x_shape}")
+    assert message(mnn.Linear(4, 3).output_shape, x_shape[1:]) == (f"takes 4 features per example, gets shape "
+                                                                  f"{x_shape[1:]}")
+
+
+@pytest.mark.parametrize("shape", [(), (0, 3), (3, -1)])
+def test_unflatten_refuses_sizes_that_are_not_positive(shape):
+    assert message(mnn.Unflatten, shape) == f"Unflatten needs positive sizes, got {shape}"
+
+
+@pytest.mark.parametrize("shape, sizes", [((784,), "28 28"), ((1,), "1 1"), ((0,), "T F"), ((10,), "T F"),
+                                          ((4, 7, 2), "T F"), ((1, 7, 2), "T F")])
+def test_a_recurrent_layer_written_as_data_after_a_wrong_shape_says_which_unflatten_fits(shape, sizes):
+    from manual.nn import arch
+
+    assert message(arch.KINDS["lstm"].make, shape, 8) == (
+        f"a recurrent layer takes (time steps, features) per example, gets shape {shape}: put 'unflatten {sizes}' "
+        "before it")
+
+
+def test_a_linear_layer_written_as_data_keeps_bias_false():
+    assert list(mnn.build(["linear 3 bias=false"], 4).state_dict()) == ["0.weight"]
+
+
+@pytest.mark.parametrize("layers, text", [
+    (["linear 3", "activation"], "'activation' stands for the run's activation, and none was given"),
+    (["linear"], "bad arguments ("),
+    ([], "layers must be a non-empty list of layer strings such as ['linear 128', 'relu', 'linear 10'], got []"),
+])
+def test_an_architecture_that_cannot_be_built_is_one_line_saying_why(layers, text):
+    from manual.nn import arch
+
+    assert text in message(mnn.build, layers, 4)
+    if not layers:
+        assert message(arch.check_layers, layers) == text
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_linear_layer_holds_its_parameters_in_the_dtype_it_was_given(dtype):
+    layer = mnn.Linear(2, 3, dtype=dtype)
+    assert layer.weight.dtype == layer.bias.dtype == dtype
+
+
+def test_build_draws_from_seed_0_unless_told_and_refuses_bad_seeds_and_inits_in_one_line():
+    from manual.init import INITS
+
+    layers = ["linear 3", "relu", "linear 2"]
+    default, zero, one = (mnn.build(layers, 4, **kw).state_dict() for kw in ({}, {"seed": 0}, {"seed": 1}))
+    assert all(np.array_equal(default[k], zero[k]) for k in zero) and not np.array_equal(default["0.weight"],
+                                                                                         one["0.weight"])
+    for seed in (-1, True, 1.5):
+        assert message(mnn.build, layers, 4, seed=seed) == f"seed must be an integer ≥ 0, got {seed!r}"
+    assert message(mnn.build, layers, 4, init="orthogonal") == (f"unknown init 'orthogonal'; valid inits: "
+                                                                f"{', '.join(INITS)}")
+
+
+@pytest.mark.parametrize("layers", [5, "relu", {"relu"}, ()])
+def test_layers_that_are_not_a_non_empty_list_are_refused_in_one_line(layers):
+    from manual.nn import arch
+
+    assert message(arch.check_layers, layers) == ("layers must be a non-empty list of layer strings such as "
+                                                  f"['linear 128', 'relu', 'linear 10'], got {layers!r}")
+
+
+@pytest.mark.torch
+def test_containers_refuse_what_is_not_a_manual_module_naming_it_and_its_position():
+    assert message(mnn.ModuleList, [mnn.ReLU(), nn.ReLU()]) == ("ModuleList takes manual.nn modules, got ReLU at "
+                                                                "position 1")
+    assert message(mnn.Sequential, mnn.Linear(2, 2), "relu") == "Sequential takes manual.nn modules, got str at position 1"
+
+
+@pytest.mark.parametrize("start, target", [(np.float32, np.float64), (np.float64, np.float32)])
+def test_to_casts_every_floating_parameter_and_buffer_and_keeps_the_count_an_integer(start, target):
+    model = mnn.Sequential(mnn.Linear(2, 3, dtype=start), mnn.BatchNorm1d(3, dtype=start)).to(target)
+    dtypes = {k: v.dtype for k, v in model.state_dict().items()}
+    assert dtypes.pop("1.num_batches_tracked") == np.int64 and set(dtypes.values()) == {np.dtype(target)}
 
 
 def config_of(row: pd.Series) -> RunConfig:

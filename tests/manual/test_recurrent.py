@@ -18,7 +18,9 @@ import manual.nn
 import manual.recurrent
 import torch_ref
 from experiments.gradcheck.recurrent import check_recurrent, units_text
+from manual.init import INITS
 from manual.optim.clip import clip_grad_norm_
+from tests.helpers import message
 from torch_ref.mirror import torch_dtype
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -509,3 +511,125 @@ def test_bench_only_recurrent_writes_its_table(tmp_path):
     assert (df["manual_ms"] > 0).all() and np.allclose(df["ratio"], df["manual_ms"] / df["torch_ms"])
     text = (tmp_path / "RECURRENT.md").read_text()
     assert "| float32 | parameters |" in text and "goal ≤ 2×" in text
+
+
+# ------------------------------------------------------------------------------ refusals, dtypes and inits in full
+CLASSES = [manual.nn.RNN, manual.nn.LSTM, manual.nn.GRU]
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("sizes,what,value", [((0, 4, 1), "input_size", 0), ((3, 0, 1), "hidden_size", 0),
+                                              ((3, 4, 0), "num_layers", 0), ((3, True, 1), "hidden_size", True),
+                                              ((3, 4, 1.0), "num_layers", 1.0)])
+def test_a_bad_size_is_refused_naming_the_class_and_the_argument(cls, sizes, what, value):
+    assert message(cls, *sizes) == f"{cls.__name__}: {what} must be an integer ≥ 1, got {value!r}"
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_a_new_module_is_batch_first_and_has_no_initial_state_gradient(cls):
+    module = cls(3, 4)
+    assert module.batch_first is True and module.grad_hx is None
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_forward_refusals_name_the_class_and_the_shapes(cls):
+    module = cls(3, 4)
+    assert message(module.forward, np.zeros((2, 5, 4))) == \
+        f"{cls.__name__}(3, 4) takes (batch, time, 3) inputs, got shape (2, 5, 4)"
+    assert message(module.forward, np.zeros((2, 0, 3))) == \
+        f"{cls.__name__} needs at least one time step, got shape (2, 0, 3)"
+    bad = np.zeros((1, 3, 4))
+    assert message(module.forward, np.zeros((2, 5, 3)), (bad, bad) if cls is manual.nn.LSTM else bad) == \
+        f"{cls.__name__}: the initial state must have shape (num_layers, batch, hidden_size) = (1, 2, 4), " \
+        "got (1, 3, 4)"
+
+
+def test_an_lstm_initial_state_that_is_not_a_pair_is_refused():
+    """An array whose first axis happens to have length 2 (two layers) is still not the pair (h0, c0)."""
+    lstm = manual.nn.LSTM(3, 4, num_layers=2)
+    x = np.zeros((2, 5, 3))
+    expected = "LSTM's initial state is a pair (h0, c0), each (2, 2, 4)"
+    assert message(lstm.forward, x, np.zeros((2, 2, 4))) == expected
+    assert message(lstm.forward, x, (np.zeros((2, 2, 4)),) * 3) == expected
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_backward_refusals_name_the_class_and_the_shapes(cls):
+    module = cls(3, 4)
+    out, state = module.forward(np.zeros((2, 5, 3)))
+    assert message(module.backward, np.zeros((2, 4, 4))) == \
+        f"{cls.__name__}: ∂E/∂output has the output's shape (2, 5, 4), got (2, 4, 4)"
+    bad = np.zeros((1, 3, 4))
+    dstate = (bad, None) if cls is manual.nn.LSTM else bad
+    assert message(module.backward, (out, dstate)) == f"{cls.__name__}: ∂E/∂state has shape (1, 2, 4), got (1, 3, 4)"
+
+
+def test_an_lstm_state_gradient_that_is_not_a_pair_is_refused():
+    lstm = manual.nn.LSTM(3, 4, num_layers=2)
+    out, _ = lstm.forward(np.zeros((2, 5, 3)))
+    expected = "LSTM: ∂E/∂state is a pair (∂E/∂h_n, ∂E/∂c_n) or None"
+    assert message(lstm.backward, (out, np.zeros((2, 2, 4)))) == expected
+    assert message(lstm.backward, (out, (np.zeros((2, 2, 4)),) * 3)) == expected
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_float32_module_computes_in_float32_whatever_the_dtype_of_its_inputs(kind):
+    """float64 x, hx, ∂E/∂output and ∂E/∂state into a float32 module: float32 output, state and every gradient."""
+    rng = np.random.default_rng(4)
+    cls, kwargs = KINDS[kind]
+    module = cls(2, 3, num_layers=2, dtype=np.float32, **kwargs)
+    hx = [rng.standard_normal((2, 4, 3)) for _ in range(module.STATES)]
+    out, state = module.forward(rng.standard_normal((4, 5, 2)), pack(hx, module))
+    dstate = [rng.standard_normal(s.shape) for s in parts(state, module)]
+    dx = module.backward((rng.standard_normal(out.shape), pack(dstate, module)))
+    results = {"output": out, "dx": dx, "grad_h": module.grad_h, "grad_gates": module.grad_gates}
+    results.update({f"state{k}": s for k, s in enumerate(parts(state, module))})
+    results.update({f"grad_hx{k}": g for k, g in enumerate(parts(module.grad_hx, module))})
+    results.update(module.grads)
+    assert {k: v.dtype for k, v in results.items()} == {k: np.dtype(np.float32) for k in results}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_float64_output_gradient_is_rounded_to_the_modules_float32_first(kind):
+    """∂E/∂output in float64 enters a float32 module as its float32 rounding: bit for bit the same gradients."""
+    rng = np.random.default_rng(5)
+    cls, kwargs = KINDS[kind]
+    module = cls(3, 16, dtype=np.float32, **kwargs)
+    out, _ = module.forward(rng.standard_normal((8, 6, 3)).astype(np.float32))
+    dout = rng.standard_normal(out.shape)
+    exact = module.backward(dout), dict(module.grads), module.grad_h
+    rounded = module.backward(dout.astype(np.float32)), dict(module.grads), module.grad_h
+    np.testing.assert_array_equal(exact[0], rounded[0])
+    np.testing.assert_array_equal(exact[2], rounded[2])
+    for name in exact[1]:
+        np.testing.assert_array_equal(exact[1][name], rounded[1][name], err_msg=name)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_normal_init_draws_every_tensor_from_a_standard_normal_in_torchs_order(cls):
+    module = cls(3, 5, num_layers=2)
+    module.reset_parameters(np.random.default_rng(7), "normal")
+    rng = np.random.default_rng(7)
+    for name, value in module.params.items():
+        np.testing.assert_array_equal(value, rng.standard_normal(value.shape), err_msg=name)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_xavier_init_takes_each_weights_fans_from_its_columns_and_rows(cls):
+    """weight_ih_l0 (G·H, I) and weight_hh_l0 (G·H, H) ~ U(±√(6 / (fan_in + fan_out))) with fan_in = columns and
+    fan_out = rows (torch's xavier_uniform_ fans); the biases 0."""
+    module = cls(3, 5, num_layers=2)
+    module.reset_parameters(np.random.default_rng(8), "xavier")
+    rng = np.random.default_rng(8)
+    for name, value in module.params.items():
+        if value.ndim == 1:
+            assert not value.any(), name
+            continue
+        fan_out, fan_in = value.shape
+        bound = np.sqrt(6 / (fan_in + fan_out))
+        np.testing.assert_array_equal(value, rng.uniform(-bound, bound, value.shape), err_msg=name)
+
+
+def test_an_unknown_init_is_refused_listing_the_valid_ones():
+    assert message(manual.nn.GRU(3, 4).reset_parameters, np.random.default_rng(0), "orthogonal") == \
+        f"unknown init 'orthogonal'; valid inits: {', '.join(INITS)}"
