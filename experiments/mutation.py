@@ -354,7 +354,7 @@ def write_report(rows: list[dict], runs: list[dict], planted) -> None:
     if planted:
         lines += ["", "## Planted bugs, each caught by a torch-free test", "",
                   "Planted one at a time in a copy of the working tree by `python -m experiments.mutation --planted`, "
-                  f"which runs `tests/*/test_facts_*.py -m '{PLANTED_MARKERS}'` there and restores the file.", ""]
+                  f"which runs `tests/*/test_facts_*.py -m '{PLANTED_MARKERS}'` there.", ""]
         for what, where, failed in planted:
             lines.append(f"- **{what}** ({where}): " + (", ".join(f"`{t}`" for t in failed) if failed
                                                         else "**NOT CAUGHT**"))

@@ -17,6 +17,7 @@ from hypothesis import example, given, settings, strategies as st
 import manual.nn
 from experiments.gradcheck.checks import check_backward
 from manual import conv
+from manual.nn.conv import make_conv
 from tests.helpers import message
 from torch_ref.mirror import Criterion, mirror, to_numpy_state
 
@@ -775,14 +776,10 @@ def test_the_modules_output_shape_refuses_what_they_cannot_take_naming_the_modul
 @pytest.mark.parametrize("shape, sizes", [((784,), "1 28 28"), ((1,), "1 1 1"), ((0,), "C H W"), ((10,), "C H W"),
                                           ((4, 7), "C H W"), ((1, 7), "C H W")])
 def test_a_conv_written_as_data_after_a_flat_or_2d_shape_says_which_unflatten_fits(shape, sizes):
-    from manual.nn.conv import make_conv
-
     assert message(make_conv, shape, 4, 3) == (f"a convolution takes (channels, height, width) images, gets shape "
                                                f"{shape}: put 'unflatten {sizes}' before it")
 
 
 def test_a_conv_written_as_data_keeps_bias_false():
-    from manual.nn.conv import make_conv
-
     assert list(make_conv((1, 5, 5), 2, 3, bias=False).state_dict()) == ["weight"]
     assert list(make_conv((1, 5, 5), 2, 3).state_dict()) == ["weight", "bias"]

@@ -15,7 +15,10 @@ from torch import nn
 import manual
 import manual.nn as mnn
 import torch_ref
+from manual.activations import ACTIVATIONS
+from manual.init import INITS
 from manual.losses import Loss, cross_entropy
+from manual.nn import arch
 from manual.nn.activation import CLASSES, TORCH_ACTIVATIONS, activation_module
 
 from experiments.config import RunConfig
@@ -326,9 +329,6 @@ def test_loss_value_is_the_loss_loss_and_grads_gives(loss, output):
 
 
 def test_the_usage_lists_every_kind_and_every_activation_one_line_each():
-    from manual.activations import ACTIVATIONS
-    from manual.nn import arch
-
     lines = arch.usage().splitlines()
     assert [line.split()[0].rstrip(":") for line in lines] == [*arch.KINDS, arch.ACTIVATION]
     assert lines[-1].endswith(", ".join(ACTIVATIONS))
@@ -414,8 +414,6 @@ def test_unflatten_refuses_sizes_that_are_not_positive(shape):
 @pytest.mark.parametrize("shape, sizes", [((784,), "28 28"), ((1,), "1 1"), ((0,), "T F"), ((10,), "T F"),
                                           ((4, 7, 2), "T F"), ((1, 7, 2), "T F")])
 def test_a_recurrent_layer_written_as_data_after_a_wrong_shape_says_which_unflatten_fits(shape, sizes):
-    from manual.nn import arch
-
     assert message(arch.KINDS["lstm"].make, shape, 8) == (
         f"a recurrent layer takes (time steps, features) per example, gets shape {shape}: put 'unflatten {sizes}' "
         "before it")
@@ -431,8 +429,6 @@ def test_a_linear_layer_written_as_data_keeps_bias_false():
     ([], "layers must be a non-empty list of layer strings such as ['linear 128', 'relu', 'linear 10'], got []"),
 ])
 def test_an_architecture_that_cannot_be_built_is_one_line_saying_why(layers, text):
-    from manual.nn import arch
-
     assert text in message(mnn.build, layers, 4)
     if not layers:
         assert message(arch.check_layers, layers) == text
@@ -445,8 +441,6 @@ def test_a_linear_layer_holds_its_parameters_in_the_dtype_it_was_given(dtype):
 
 
 def test_build_draws_from_seed_0_unless_told_and_refuses_bad_seeds_and_inits_in_one_line():
-    from manual.init import INITS
-
     layers = ["linear 3", "relu", "linear 2"]
     default, zero, one = (mnn.build(layers, 4, **kw).state_dict() for kw in ({}, {"seed": 0}, {"seed": 1}))
     assert all(np.array_equal(default[k], zero[k]) for k in zero) and not np.array_equal(default["0.weight"],
@@ -459,8 +453,6 @@ def test_build_draws_from_seed_0_unless_told_and_refuses_bad_seeds_and_inits_in_
 
 @pytest.mark.parametrize("layers", [5, "relu", {"relu"}, ()])
 def test_layers_that_are_not_a_non_empty_list_are_refused_in_one_line(layers):
-    from manual.nn import arch
-
     assert message(arch.check_layers, layers) == ("layers must be a non-empty list of layer strings such as "
                                                   f"['linear 128', 'relu', 'linear 10'], got {layers!r}")
 
