@@ -55,9 +55,11 @@ except ImportError:  # Python 3.10
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "mutation"
 KILLED = {"killed", "timeout", "caught by type check"}
+# mutmut's exit codes; 255 is its worker's exit(-1) when the test run itself raises with the mutant switched on (a
+# test module that no longer loads): the suite fails, and mutmut counts it as caught too
 EXIT_STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
                35: "suspicious", 36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout",
-               37: "caught by type check", None: "not checked"}
+               37: "caught by type check", None: "not checked", 255: "killed"}
 
 EXPLAINED = OUT / "equivalents.toml"  # the mutants the suite does not kill, each with the reason
 
@@ -227,7 +229,7 @@ def killing_test(name: str) -> str:
     tests = sorted(tests, key=lambda t: ("/test_facts_" not in t, duration.get(t, math.inf), t))
     out = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
                          cwd=ROOT / "mutants", env=env, capture_output=True, text=True).stdout
-    failed = re.findall(r"^FAILED (.+?)(?: - .*)?$", out, re.M)
+    failed = re.findall(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", out, re.M)  # ERROR: a test module that no longer loads
     return failed[0] if failed else "?"
 
 
@@ -312,7 +314,8 @@ def write_report(rows: list[dict], runs: list[dict], planted) -> None:
             r["status"], r["checked"] = old["status"], old.get("checked", "")
     # the slow parts (a `mutmut show` per survivor, a test run per new kill) run side by side, one per core
     wants_test = [r for r in rows if r["status"] in KILLED and r["killed_by"] in ("", "?")
-                  and (before.get(r["mutant"], {}).get("status") == "survived" or r["killed_by"] == "?")]
+                  and (before.get(r["mutant"], {}).get("status") in ("survived", "suspicious")
+                       or r["killed_by"] == "?")]
     wants_diff = [r for r in rows if r["status"] not in KILLED and r["status"] not in ("not checked", "skipped")]
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         for r, test in zip(wants_test, pool.map(killing_test, [r["mutant"] for r in wants_test])):

@@ -356,10 +356,13 @@ def test_nested_containers_print_as_torchs():
 
 
 @pytest.mark.torch
-def test_buffers_are_named_under_a_prefix_as_torch_names_them():
+def test_parameters_and_buffers_are_named_under_a_prefix_as_torch_names_them():
     mine, theirs = mnn.Sequential(mnn.Linear(2, 3), mnn.BatchNorm1d(3)), nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
     assert [k for k, _ in mine.named_buffers(prefix="net")] == [k for k, _ in theirs.named_buffers(prefix="net")]
     assert [k for k, _ in mine.named_buffers()] == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
+    assert ([k for k, _ in mine.named_parameters(prefix="net")]
+            == [k for k, _ in theirs.named_parameters(prefix="net")] == ["net.0.weight", "net.0.bias", "net.1.weight",
+                                                                          "net.1.bias"])
 
 
 def test_gradients_asked_for_before_a_backward_pass_are_an_error_naming_the_key():
@@ -423,6 +426,45 @@ def test_a_linear_layer_written_as_data_keeps_bias_false():
     assert list(mnn.build(["linear 3 bias=false"], 4).state_dict()) == ["0.weight"]
 
 
+def test_layer_options_read_true_and_false_as_booleans_and_other_words_as_themselves():
+    assert arch.parse("linear 3 bias=true").options == {"bias": True}
+    assert arch.parse("linear 3 bias=false").options == {"bias": False}
+    assert [arch.parse_value(w) for w in ("true", "false", "True", "7", "0.5", "5x3")] == [True, False, "True", 7,
+                                                                                          0.5, (5, 3)]
+    assert list(mnn.build(["linear 3 bias=true"], 4).state_dict()) == ["0.weight", "0.bias"]
+
+
+def test_a_layer_string_parses_into_its_kind_arguments_options_and_text():
+    assert arch.parse("Conv 4 3 stride=2") == ("conv", (4, 3), {"stride": 2}, "Conv 4 3 stride=2")
+    assert arch.parse("linear 3 bias=a=b").options == {"bias": "a=b"}  # the first '=' ends the option's name
+
+
+def test_an_unknown_layer_kind_is_refused_listing_every_kind_and_activation():
+    assert message(arch.parse, "dense 3") == (f"unknown layer kind 'dense'; valid kinds: "
+                                              f"{', '.join([*arch.KINDS, arch.ACTIVATION])} or an activation "
+                                              f"({', '.join(ACTIVATIONS)})")
+
+
+@pytest.mark.parametrize("layer", [5, None, "", "   "])
+def test_a_layer_that_is_not_a_word_is_refused_in_one_line(layer):
+    assert message(arch.parse, layer) == f"a layer is a string such as 'linear 128' or 'relu', got {layer!r}"
+
+
+def test_the_short_form_has_no_batch_norm_unless_asked():
+    assert mnn.expand([4, 3, 2]) == ("linear 3", arch.ACTIVATION, "linear 2")
+    assert mnn.expand([4, 3, 2], "relu", True) == ("linear 3 bias=false", "batchnorm", "relu", "linear 2")
+
+
+def test_a_child_assigned_to_an_attribute_is_that_attribute_and_a_missing_one_is_an_attribute_error():
+    model = mnn.Module()
+    model.head = mnn.Linear(2, 3)
+    assert model.head is dict(model.named_children())["head"]
+    assert model.head.weight is model.head.params["weight"]
+    with pytest.raises(AttributeError) as error:
+        model.tail
+    assert str(error.value) == "Module has no attribute 'tail'" and not hasattr(model, "tail")
+
+
 @pytest.mark.parametrize("layers, text", [
     (["linear 3", "activation"], "'activation' stands for the run's activation, and none was given"),
     (["linear"], "bad arguments ("),
@@ -461,7 +503,8 @@ def test_layers_that_are_not_a_non_empty_list_are_refused_in_one_line(layers):
 def test_containers_refuse_what_is_not_a_manual_module_naming_it_and_its_position():
     assert message(mnn.ModuleList, [mnn.ReLU(), nn.ReLU()]) == ("ModuleList takes manual.nn modules, got ReLU at "
                                                                 "position 1")
-    assert message(mnn.Sequential, mnn.Linear(2, 2), "relu") == "Sequential takes manual.nn modules, got str at position 1"
+    assert message(mnn.Sequential, mnn.Linear(2, 2), "relu") == ("Sequential takes manual.nn modules, got str at "
+                                                                 "position 1")
 
 
 @pytest.mark.parametrize("start, target", [(np.float32, np.float64), (np.float64, np.float32)])
