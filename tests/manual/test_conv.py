@@ -755,7 +755,8 @@ def test_a_max_pool_module_pads_nothing_unless_told_and_prints_its_geometry():
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("kwargs", [{}, {"padding": 1}, {"bias": False}, {"stride": 2, "padding": (1, 0), "bias": False}])
+@pytest.mark.parametrize("kwargs", [{}, {"padding": 1}, {"bias": False},
+                                    {"stride": 2, "padding": (1, 0), "bias": False}])
 def test_a_conv_module_prints_as_torchs(kwargs):
     assert repr(manual.nn.Conv2d(1, 2, 3, **kwargs)) == repr(torch.nn.Conv2d(1, 2, 3, **kwargs))
 

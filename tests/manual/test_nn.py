@@ -357,7 +357,8 @@ def test_nested_containers_print_as_torchs():
 
 @pytest.mark.torch
 def test_parameters_and_buffers_are_named_under_a_prefix_as_torch_names_them():
-    mine, theirs = mnn.Sequential(mnn.Linear(2, 3), mnn.BatchNorm1d(3)), nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    mine = mnn.Sequential(mnn.Linear(2, 3), mnn.BatchNorm1d(3))
+    theirs = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
     assert [k for k, _ in mine.named_buffers(prefix="net")] == [k for k, _ in theirs.named_buffers(prefix="net")]
     assert [k for k, _ in mine.named_buffers()] == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
     assert ([k for k, _ in mine.named_parameters(prefix="net")]
